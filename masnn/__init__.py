@@ -1,0 +1,11 @@
+"""masnn: attention spiking neural networks (MA-SNN), the reference Python implementation.
+
+Paper: `Attention Spiking Neural Networks` (Yao et al., IEEE TPAMI 2023) - https://arxiv.org/abs/2209.13929
+
+The public surface lives here; everything else is reached through its sub-package.
+Tensors are time-major, ``[T, B, C, H, W]`` (see :mod:`masnn.layout`).
+"""
+
+from masnn.version import __version__
+
+__all__ = ["__version__"]
