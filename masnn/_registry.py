@@ -16,6 +16,14 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+class UnknownNameError(KeyError, ValueError):
+    """An unknown registry name. Both a ``KeyError`` and a ``ValueError``, so callers that
+    validate arguments (``except ValueError``) and mapping-style callers both catch it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def suggest(name: str, allowed: list[str] | tuple[str, ...]) -> str:
     """Return a ``" (did you mean 'x'?)"`` hint for ``name`` among ``allowed``, or ``""``."""
     close = difflib.get_close_matches(str(name), list(allowed), n=1)
@@ -54,12 +62,12 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
-        """Look ``name`` up; unknown names raise ``KeyError`` naming the allowed values."""
+        """Look ``name`` up; unknown names raise :class:`UnknownNameError` naming the allowed values."""
         try:
             return self._items[name]
         except (KeyError, TypeError):
             allowed = self.names()
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}{suggest(str(name), allowed)}; allowed: {allowed}"
             ) from None
 

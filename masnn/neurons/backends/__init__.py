@@ -1,0 +1,27 @@
+"""Multi-step LIF implementations, selected by name: the single backend dispatch site.
+
+Every backend is a callable with exactly the signature of
+:func:`masnn.neurons.functional.lif_multistep`::
+
+    backend(x_seq, v0, params, surrogate, gate=None) -> (spikes_seq, v_last)
+
+and must equal the reference (``"torch"``) bit for bit on spikes away from threshold and
+within tolerance on gradients; ``tests/numerics`` parametrises over ``NEURON_BACKENDS.names()``.
+A backend that cannot honour an argument (e.g. a fused kernel and a membrane gate) must raise
+``NotSupportedByBackend`` so the caller can fall back to the reference explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from masnn._registry import Registry
+from masnn.neurons.functional import lif_multistep
+
+
+class NotSupportedByBackend(ValueError):
+    """A backend cannot run this configuration (e.g. a membrane gate in a fused kernel)."""
+
+
+NEURON_BACKENDS: Registry[Callable[..., object]] = Registry("neuron backend")
+NEURON_BACKENDS.add("torch", lif_multistep)
