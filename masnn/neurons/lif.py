@@ -27,7 +27,8 @@ class LIF(nn.Module):
         **neuron_kwargs: the preset's own parameters (e.g. ``v_th=0.5``, ``tau=2.0``).
 
     Shape:
-        x_seq: ``(T, B, ...)``; output: spikes of the same shape (float32, values 0/1).
+        x_seq: ``(T, B, ...)``; output: spikes of the same shape, values 0/1, dtype of the input
+            (float32 for half-precision input: state is never kept in half precision).
 
     Example:
         >>> lif = LIF("paper")
@@ -74,9 +75,9 @@ class LIF(nn.Module):
             )
         # Neuron state and membrane gates stay in fp32 under autocast.
         with torch.autocast(x_seq.device.type, enabled=False):
-            x32 = x_seq.float()
-            v0 = None if state is None else state.float()
-            spikes, v = self._impl(x32, v0, self.params(), self.surrogate, self.membrane_gate)
+            x_seq = _at_least_fp32(x_seq)
+            v0 = None if state is None else state.to(x_seq.dtype)
+            spikes, v = self._impl(x_seq, v0, self.params(), self.surrogate, self.membrane_gate)
         return (spikes, v) if return_state else spikes
 
     def extra_repr(self) -> str:
@@ -88,6 +89,10 @@ class LIF(nn.Module):
         sg = self.surrogate
         s += f", reset={reset}, detach_reset={p.detach_reset}, surrogate={sg.name}:{sg.param:g}"
         return s + (", strict" if sg.strict else "") + f", backend={self.backend!r}"
+
+
+def _at_least_fp32(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _fmt(v: object) -> str:
