@@ -40,7 +40,9 @@ def make_events(t, x, y, p) -> np.ndarray:  # type: ignore[no-untyped-def]
     n = t.shape[0]
     for name, arr in (("x", x), ("y", y), ("p", p)):
         if np.shape(arr) != (n,):
-            raise ValueError(f"make_events: field {name!r} has shape {np.shape(arr)}, expected ({n},)")
+            raise ValueError(
+                f"make_events: field {name!r} has shape {np.shape(arr)}, expected ({n},)"
+            )
     ev = np.empty(n, dtype=EVENT_DTYPE)
     ev["t"], ev["x"], ev["y"], ev["p"] = t, x, y, p
     return ev
