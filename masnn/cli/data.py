@@ -13,7 +13,7 @@ from masnn._registry import Registry
 from masnn.cli import Command, register_command
 
 #: Modules that register ``masnn data`` actions.
-_DATA_MODULES: tuple[str, ...] = ()
+_DATA_MODULES: tuple[str, ...] = ("masnn.cli.data_synth",)
 
 DATA_ACTIONS: Registry[Command] = Registry("data action")
 
