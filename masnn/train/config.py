@@ -1,0 +1,332 @@
+"""Strict, typed training configuration: YAML <-> nested dataclasses, ``--set`` overrides.
+
+Unknown keys raise with the nearest valid key, values are type-checked against the
+annotations, and the resolved config is what gets saved in the run directory. One name per
+concept end to end: the dataclass field, the YAML key and the ``--set`` path are the same
+string (``data.timesteps``, ``optim.lr``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from masnn._registry import suggest
+
+
+class ConfigError(ValueError):
+    """A configuration is invalid; the message names the key and the allowed values."""
+
+
+@dataclass
+class DataCfg:
+    """Dataset and framing.
+
+    Attributes:
+        dataset: ``synth_gesture`` (the offline default, generated if absent),
+            ``dvs128_gesture`` or ``dvs128_gait``.
+        root: dataset directory; ``None`` = the default data dir (synthetic set only).
+        synth_size: size of the generated set (``small`` | ``full``).
+        synth_seed: seed of the generated set.
+        gait_variant: ``day`` | ``night`` (DVS128 Gait only).
+        timesteps: frames per clip ``T`` (also the model's ``T``).
+        dt_ms: frame width in ms (MA-SNN fixed-window protocol).
+        ds: spatial downsampling (``x // ds``, ``y // ds``).
+        test_clips: evenly spaced clips per test sample (``k``).
+        short: policy for samples shorter than ``T * dt``: ``pad`` | ``error``.
+        val_fraction: share of the training *trial files* (users x lighting) held out for
+            model selection; 0 disables validation (selection then uses the last epoch).
+        workers: DataLoader worker processes.
+        cache_dir: decoded-event cache; ``None`` = ``$MASNN_CACHE`` or the XDG cache dir.
+    """
+
+    dataset: Literal["synth_gesture", "dvs128_gesture", "dvs128_gait"] = "synth_gesture"
+    root: str | None = None
+    synth_size: Literal["small", "full"] = "small"
+    synth_seed: int = 0
+    gait_variant: Literal["day", "night"] = "day"
+    timesteps: int = 16
+    dt_ms: float = 50.0
+    ds: int = 4
+    test_clips: int = 1
+    short: Literal["pad", "error"] = "pad"
+    val_fraction: float = 0.2
+    workers: int = 0
+    cache_dir: str | None = None
+
+
+@dataclass
+class ModelCfg:
+    """Which registered model, and the attention/neuron kwargs of ``masnn.create_model``.
+
+    ``None`` means "the model's registered default". ``kwargs`` passes further architecture
+    arguments (e.g. ``channels``, ``hidden``); ``create_model`` validates them.
+    """
+
+    name: str = "ma_snn3_tiny"
+    attn: str | None = "tcsa"
+    placement: str | None = None
+    neuron: str | None = None
+    reduction_t: int | None = None
+    reduction_c: int | None = None
+    kernel_size: int | None = None
+    attn_relu: bool | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimCfg:
+    """Optimiser: ``adam`` (paper DVS recipe) or ``sgd`` (ImageNet recipe)."""
+
+    name: Literal["adam", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class SchedCfg:
+    """Learning-rate schedule.
+
+    ``plateau`` = ReduceLROnPlateau; ``monitor`` picks what it watches. The official DVS code
+    steps it on the *training* loss (``train_loss``), which the paper configs reproduce;
+    ``val_loss`` is the honest alternative. ``cosine`` anneals over ``t_max`` epochs
+    (``None`` = all epochs).
+    """
+
+    name: Literal["plateau", "cosine", "none"] = "cosine"
+    monitor: Literal["train_loss", "val_loss", "val_acc"] = "train_loss"
+    factor: float = 0.1
+    patience: int = 5
+    t_max: int | None = None
+    eta_min: float = 0.0
+
+
+@dataclass
+class LossCfg:
+    """``mse`` between the output rate and the one-hot label (paper) or ``ce``."""
+
+    name: Literal["mse", "ce"] = "mse"
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class RunCfg:
+    """Run control: budget, seed, precision, logging and checkpoints."""
+
+    epochs: int = 12
+    batch_size: int = 16
+    eval_batch_size: int | None = None
+    seed: int = 0
+    out_dir: str = "runs"
+    name: str | None = None
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    deterministic: bool = False
+    threads: int | None = None
+    max_steps_per_epoch: int | None = None
+    checkpoint_every_steps: int | None = None
+    tensorboard: bool = False
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration (``masnn train [CONFIG] [--set key=value ...]``)."""
+
+    data: DataCfg = field(default_factory=DataCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+    sched: SchedCfg = field(default_factory=SchedCfg)
+    loss: LossCfg = field(default_factory=LossCfg)
+    run: RunCfg = field(default_factory=RunCfg)
+    #: Free-text provenance (the paper row this config reproduces); not used by training.
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists), as written to ``config.yaml``."""
+        return _plain(dataclasses.asdict(self))
+
+    def hash(self) -> str:
+        """Short stable hash of the resolved config (excluding ``notes`` and ``run.name``)."""
+        d = self.to_dict()
+        d.pop("notes", None)
+        d["run"].pop("name", None)
+        blob = json.dumps(d, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_value(path: str, value: Any, tp: Any) -> Any:
+    """Validate/coerce ``value`` against annotation ``tp``; raise ConfigError naming ``path``."""
+    origin = get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_value(path, value, a)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: invalid value {value!r}")
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(
+                f"{path}: {value!r} is not allowed{suggest(str(value), [str(a) for a in allowed])}; "
+                f"allowed: {list(allowed)}"
+            )
+        return value
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{path}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(
+            _check_value(f"{path}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args))
+        )
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if tp is Any:
+        return value
+    raise ConfigError(f"{path}: unsupported annotation {tp!r}")  # internal: a schema bug
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            full = [f"{prefix}.{n}" if prefix else n for n in names]
+            raise ConfigError(
+                f"unknown config key {path!r}{suggest(path, full)}; valid keys here: {names}"
+            )
+        kwargs[key] = _check_value(path, value, hints[key])
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any] | None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a nested mapping; strict (see the module docstring)."""
+    cfg = _build(TrainConfig, data or {})
+    validate(cfg)
+    return cfg
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a nested mapping."""
+    out = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping")
+        data = loaded or {}
+    if overrides:
+        data = apply_overrides(data, overrides)
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Cross-field checks that annotations cannot express."""
+    checks = [
+        (cfg.data.timesteps >= 1, "data.timesteps must be >= 1"),
+        (cfg.data.dt_ms > 0, "data.dt_ms must be > 0"),
+        (cfg.data.ds >= 1, "data.ds must be >= 1"),
+        (cfg.data.test_clips >= 1, "data.test_clips must be >= 1"),
+        (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
+        (cfg.data.workers >= 0, "data.workers must be >= 0"),
+        (cfg.optim.lr > 0, "optim.lr must be > 0"),
+        (cfg.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+        (cfg.run.epochs >= 1, "run.epochs must be >= 1"),
+        (cfg.run.batch_size >= 1, "run.batch_size must be >= 1"),
+        (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
+        (cfg.sched.factor > 0 and cfg.sched.factor < 1, "sched.factor must be in (0, 1)"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+    if cfg.data.dataset != "synth_gesture" and cfg.data.root is None:
+        raise ConfigError(
+            f"data.root is required for data.dataset={cfg.data.dataset!r} (masnn never downloads; "
+            "see docs/data.md for where to get it)"
+        )
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """YAML text of the resolved config."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,182 @@
+"""One training epoch and one evaluation pass: plain functions, no hidden globals.
+
+Batches are time-major: ``x`` is ``(T, B, C, H, W)`` for training and, for evaluation with
+``k`` clips per sample, ``(k, T, B, C, H, W)`` (clips are folded into the batch for the forward
+pass and voted per sample afterwards).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from masnn.errors import MasnnError
+from masnn.train.config import LossCfg
+from masnn.train.distributed import DistInfo, all_reduce_sum
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class TrainingDiverged(MasnnError):
+    """The loss became NaN/inf; the message names the epoch and step."""
+
+
+def make_loss(cfg: LossCfg, num_classes: int) -> LossFn:
+    """``mse``: mean squared error between the output (rate) and the one-hot label (paper);
+    ``ce``: cross-entropy with optional label smoothing on the output as logits."""
+    if cfg.name == "mse":
+
+        def mse(out: Tensor, y: Tensor) -> Tensor:
+            return F.mse_loss(out.float(), F.one_hot(y, num_classes).float())
+
+        return mse
+
+    def ce(out: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+
+    return ce
+
+
+def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager[None]:
+    """Autocast for ``amp`` in {none, bf16, fp16}; neuron state and gates stay fp32 inside LIF."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("run.amp='fp16' needs CUDA; use 'bf16' on CPU")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    acc: float
+    samples: int
+    steps: int
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    *,
+    device: torch.device,
+    info: DistInfo,
+    epoch: int,
+    amp: str = "none",
+    scaler: torch.amp.GradScaler | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> EpochStats:
+    """Train for one pass over ``batches``; return globally reduced mean loss and accuracy.
+
+    Raises:
+        TrainingDiverged: a non-finite loss (nothing is stepped with it).
+    """
+    model.train()
+    loss_sum, correct, n, steps = 0.0, 0.0, 0.0, 0
+    for step, (x, y) in enumerate(batches):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast_context(device, amp):
+            out = model(x)  # (B, K)
+        loss = loss_fn(out, y)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}; "
+                "the last good checkpoint is kept"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        b = y.shape[0]
+        loss_sum += loss.item() * b
+        correct += (out.argmax(1) == y).sum().item()
+        n += b
+        steps += 1
+        if on_step is not None:
+            on_step(step, loss.item())
+    loss_sum, correct, n = all_reduce_sum([loss_sum, correct, n], info, device)
+    return EpochStats(loss_sum / max(n, 1), correct / max(n, 1), int(n), steps)
+
+
+@dataclass
+class EvalStats:
+    """Evaluation counts, reduced over ranks.
+
+    ``acc`` is the primary metric: single-clip accuracy for ``k = 1``, else the majority vote
+    over clips. ``acc_official`` is the official code's rule (> 50 % of clips correct).
+    """
+
+    loss: float
+    acc: float
+    acc_single: float
+    acc_majority: float
+    acc_official: float
+    correct: int
+    samples: int
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    loss_fn: LossFn,
+    *,
+    device: torch.device,
+    info: DistInfo,
+    amp: str = "none",
+) -> EvalStats:
+    """Evaluate; batches may carry ``k`` clips per sample as ``(k, T, B, ...)``."""
+    model.eval()
+    loss_sum = single = major = official = n = 0.0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        if x.dim() == 6:  # (k, T, B, C, H, W): fold clips into the batch
+            k, t, b = x.shape[:3]
+            xf = x.permute(1, 0, 2, 3, 4, 5).reshape(t, k * b, *x.shape[3:])  # (T, k*B, C, H, W)
+        else:
+            k, b, xf = 1, x.shape[1], x
+        with autocast_context(device, amp):
+            out = model(xf).float()  # (k*B, K)
+        out = out.reshape(k, b, -1)  # (k, B, K)
+        yk = y.unsqueeze(0).expand(k, b)
+        loss_sum += loss_fn(out.reshape(k * b, -1), yk.reshape(-1)).item() * b
+        pred = out.argmax(-1)  # (k, B)
+        hit = (pred == yk).float()  # (k, B)
+        single += hit[0].sum().item()
+        official += (hit.mean(0) > 0.5).sum().item()
+        votes = torch.zeros(b, out.shape[-1], device=out.device)
+        votes.scatter_add_(1, pred.t(), torch.ones_like(pred.t(), dtype=votes.dtype))
+        # ties broken towards the summed output, then the lowest class index
+        score = votes + 1e-6 * torch.softmax(out.sum(0), -1)
+        major += (score.argmax(1) == y).sum().item()
+        n += b
+    loss_sum, single, major, official, n = all_reduce_sum(
+        [loss_sum, single, major, official, n], info, device
+    )
+    n_ = max(n, 1.0)
+    acc_major = major / n_
+    return EvalStats(
+        loss=loss_sum / n_,
+        acc=acc_major,
+        acc_single=single / n_,
+        acc_majority=acc_major,
+        acc_official=official / n_,
+        correct=int(round(major)),
+        samples=int(n),
+    )
+
+
+def finite_or_nan(v: float) -> float:
+    return v if math.isfinite(v) else float("nan")
