@@ -6,6 +6,7 @@ The public surface lives here; everything else is reached through its sub-packag
 Tensors are time-major, ``[T, B, C, H, W]`` (see :mod:`masnn.layout`).
 """
 
+from masnn.attention import create_attn
 from masnn.version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "create_attn"]

@@ -1,0 +1,71 @@
+r"""Temporal attention (TA, "when"): one weight per time step, from the whole window.
+
+Paper: `Attention Spiking Neural Networks` (Eq. 6-8) - https://arxiv.org/abs/2209.13929
+
+.. math::
+
+    g_t(X) = \sigma\big(W_1\,\mathrm{ReLU}(W_0\,\mathrm{AvgPool}(X))
+             + W_1\,\mathrm{ReLU}(W_0\,\mathrm{MaxPool}(X))\big) \in (0, 1)^{T},
+    \qquad X_{TA} = g_t(X) \odot X
+
+The pools run over every axis but time (``C, H, W``, or ``F`` for fully connected layers),
+per sample; ``W_0 \in R^{h \times T}``, ``W_1 \in R^{T \times h}``, ``h = max(1, T // r_t)``,
+no biases. TA needs all ``T`` frames before step 0 can be weighted, so it is **not causal**
+within the window; its weights are bound to the training ``T``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from masnn.attention._check import hidden_size, positive_int
+
+
+class TemporalAttention(nn.Module):
+    """CBAM-style gate over the time axis (equations in the module docstring).
+
+    Args:
+        timesteps: ``T``, the window length the MLP is built for.
+        reduction: ``r_t``; the hidden size is ``max(1, T // r_t)``.
+
+    The gate is the output of the submodule ``gate`` (a sigmoid), shaped ``(T, B, 1, ...)``;
+    a forward hook on it observes the TA weights over time.
+
+    Shape:
+        x_seq: ``(T, B, C, H, W)`` or ``(T, B, F)``; output: same shape and dtype.
+    """
+
+    def __init__(self, timesteps: int, reduction: int = 5) -> None:
+        super().__init__()
+        self.timesteps = positive_int("timesteps", timesteps)
+        self.reduction = positive_int("reduction_t", reduction)
+        hidden = hidden_size(self.timesteps, self.reduction)
+        self.mlp = nn.Sequential(
+            nn.Linear(self.timesteps, hidden, bias=False),
+            nn.ReLU(),
+            nn.Linear(hidden, self.timesteps, bias=False),
+        )
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        """Weight every frame by its TA gate (see the class docstring)."""
+        if x_seq.dim() < 3:
+            raise ValueError(
+                "TemporalAttention expects (T, B, C, H, W) or (T, B, F), "
+                f"got shape {tuple(x_seq.shape)}"
+            )
+        if x_seq.shape[0] != self.timesteps:
+            raise ValueError(
+                f"TemporalAttention was built for T={self.timesteps} time steps, "
+                f"got T={x_seq.shape[0]} (input shape {tuple(x_seq.shape)})"
+            )
+        t, b = x_seq.shape[:2]
+        flat = x_seq.reshape(t, b, -1)  # (T, B, C*H*W)
+        avg = flat.mean(dim=2).transpose(0, 1)  # (B, T)
+        mx = flat.amax(dim=2).transpose(0, 1)  # (B, T)
+        logits = (self.mlp(avg) + self.mlp(mx)).transpose(0, 1)  # (T, B)
+        g = self.gate(logits.reshape(t, b, *([1] * (x_seq.dim() - 2))))  # (T, B, 1, 1, 1)
+        return g * x_seq
+
+    def extra_repr(self) -> str:
+        return f"timesteps={self.timesteps}, reduction={self.reduction}"
