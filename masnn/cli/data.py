@@ -13,7 +13,7 @@ from masnn._registry import Registry
 from masnn.cli import Command, register_command
 
 #: Modules that register ``masnn data`` actions.
-_DATA_MODULES: tuple[str, ...] = ("masnn.cli.data_synth",)
+_DATA_MODULES: tuple[str, ...] = ("masnn.cli.data_synth", "masnn.cli.data_verify")
 
 DATA_ACTIONS: Registry[Command] = Registry("data action")
 
