@@ -7,6 +7,7 @@ Tensors are time-major, ``[T, B, C, H, W]`` (see :mod:`masnn.layout`).
 """
 
 from masnn.attention import create_attn
+from masnn.models import create_model, list_models, register_model
 from masnn.version import __version__
 
-__all__ = ["__version__", "create_attn"]
+__all__ = ["__version__", "create_attn", "create_model", "list_models", "register_model"]
