@@ -1,0 +1,49 @@
+"""Side channel: spike, operation and energy accounting of masnn models, by hooks.
+
+Paper: `Attention Spiking Neural Networks` (§4, §6; NASAR, LASAR, rEE) - https://arxiv.org/abs/2209.13929
+
+* :class:`SpikeMonitor`: NSAR(t), NASAR, LASAR, spikes per sample, silent channels, variances;
+* :class:`OpsCounter`: ACs (exact and ``T * FL * rate``), MACs, attention MACs;
+* :mod:`masnn.analysis.energy`: ``E = E_MAC * MACs + E_AC * ACs`` presets and rEE;
+* :func:`measure` -> :class:`Report` (``to_dict`` / ``to_markdown``), :func:`format_summary`;
+* :mod:`masnn.analysis.neurobench`: a NeuroBench ``NeuroBenchModel`` wrapper (needs neurobench).
+
+Nothing in models/layers/neurons imports this package; every hook is removed on exit.
+Formulas and worked examples: ``docs/energy.md``.
+"""
+
+from masnn.analysis.energy import (
+    DEFAULT_ENERGY,
+    ENERGY_PRESETS,
+    EnergyCost,
+    ann_energy_pj,
+    energy_cost,
+    energy_pj,
+    relative_energy_efficiency,
+)
+from masnn.analysis.monitors import CONVENTIONS, LayerSpikes, SpikeMonitor, SpikeStats
+from masnn.analysis.ops import ATTN_CONVENTIONS, OpsCounter, attention_macs, is_binary
+from masnn.analysis.report import AC_MODES, Report, build_report, format_summary, measure
+
+__all__ = [
+    "AC_MODES",
+    "ATTN_CONVENTIONS",
+    "CONVENTIONS",
+    "DEFAULT_ENERGY",
+    "ENERGY_PRESETS",
+    "EnergyCost",
+    "LayerSpikes",
+    "OpsCounter",
+    "Report",
+    "SpikeMonitor",
+    "SpikeStats",
+    "ann_energy_pj",
+    "attention_macs",
+    "build_report",
+    "energy_cost",
+    "energy_pj",
+    "format_summary",
+    "is_binary",
+    "measure",
+    "relative_energy_efficiency",
+]
