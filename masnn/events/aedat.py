@@ -288,12 +288,12 @@ def _read_mapped(path: str, mm: mmap.mmap, size: int, sensor: SensorSize | None)
                 f"negative event timestamp {int(ts[bad])}",
                 _event_offset(offsets, counts, i, bad),
             )
-        ok = (data & 1).astype(bool)
-        all_ok = bool(ok.all())
-        if not all_ok:
-            data = data[ok]
-            ts = ts[ok]
-        m = data.size
+        if int(np.bitwise_and.reduce(data)) & 1:  # every valid bit set: no compaction
+            m = data.size
+        else:
+            ok = (data & 1).astype(bool)
+            data, ts = data[ok], ts[ok]
+            m = data.size
         seg = out[k : k + m]
         seg["t"] = ts
         if len(set(overflows[i:j])) == 1:
@@ -301,10 +301,13 @@ def _read_mapped(path: str, mm: mmap.mmap, size: int, sensor: SensorSize | None)
                 seg["t"] |= np.int64(overflows[i]) << TS_OVERFLOW_SHIFT
         else:
             ovf = np.repeat(np.asarray(overflows[i:j], np.int64), counts[i:j])
-            seg["t"] |= (ovf if all_ok else ovf[ok]) << TS_OVERFLOW_SHIFT
-        seg["x"] = data >> 17
-        seg["y"] = (data >> 2) & 0x7FFF
-        seg["p"] = (data >> 1) & 1
+            seg["t"] |= (ovf if m == ovf.size else ovf[ok]) << TS_OVERFLOW_SHIFT
+        tmp = np.right_shift(data, 17)
+        seg["x"] = tmp
+        np.right_shift(data, 2, out=tmp)
+        seg["y"] = np.bitwise_and(tmp, 0x7FFF, out=tmp)
+        np.right_shift(data, 1, out=tmp)
+        seg["p"] = np.bitwise_and(tmp, 1, out=tmp)
         k += m
         i = j
     if k < total:
