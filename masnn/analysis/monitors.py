@@ -141,7 +141,7 @@ class SpikeMonitor:
         >>> from masnn.neurons import LIF
         >>> net = nn.Sequential(LIF("paper"))
         >>> with SpikeMonitor(net) as mon:
-        ...     _ = net(torch.full((4, 2, 3), 0.2))
+        ...     _ = net(torch.full((4, 2, 3), 0.25))
         >>> mon.stats().nsar
         [0.0, 1.0, 0.0, 1.0]
     """

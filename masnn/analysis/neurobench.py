@@ -7,11 +7,14 @@ layers, so ``ActivationSparsity`` and ``SynapticOperations`` (``Effective_ACs``)
 :mod:`masnn.analysis` counts. Importing this module needs ``neurobench`` (2.3) and ``snntorch``
 (which ``neurobench`` imports); ``masnn.analysis`` itself never imports it.
 
-Example:
-    >>> from neurobench.benchmarks import Benchmark                # doctest: +SKIP
-    >>> from neurobench.metrics.workload import SynapticOperations  # doctest: +SKIP
-    >>> bench = Benchmark(MasnnModel(model), loader, [], [], [[], [SynapticOperations]])
-    >>> bench.run()                                                 # doctest: +SKIP
+Example (a sketch; ``loader`` yields ``([B, T, C, H, W], targets)``)::
+
+    from neurobench.benchmarks import Benchmark
+    from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+
+    bench = Benchmark(MasnnModel(model), loader, [], [], [[], [ActivationSparsity,
+                                                               SynapticOperations]])
+    results = bench.run()  # {"SynapticOperations": {"Effective_ACs": ...}, ...}
 """
 
 from __future__ import annotations
