@@ -24,7 +24,11 @@ Check = Callable[[], dict[str, object]]
 SELFTESTS: Registry[Check] = Registry("selftest family")
 
 #: Modules that register selftest families (imported on demand; each must import cleanly).
-_SELFTEST_MODULES: tuple[str, ...] = ("masnn.cli.selftest",)
+_SELFTEST_MODULES: tuple[str, ...] = (
+    "masnn.cli.selftest",
+    "masnn.attention._selftest",
+    "masnn.models._selftest",
+)
 
 
 def register_selftest(name: str) -> Callable[[Check], Check]:

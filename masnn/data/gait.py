@@ -120,6 +120,8 @@ class DVS128Gait:
                 labels.append(label)
         if not files:
             raise DataFormatError(split_dir, "no <subject>/*.txt event files")
+        #: one recording per file: the unit for carving a validation split
+        self.trials = [f"{f.parent.name}/{f.stem}" for f in files]
         parts = {
             "dataset": "dvs128_gait",
             "variant": variant,

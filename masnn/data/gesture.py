@@ -355,6 +355,8 @@ class DVS128Gesture:
         if not files:
             raise DataFormatError(d, "no .npz samples under <label>/ directories")
         self._files, self._labels = files, np.asarray(labels, np.int64)
+        # SpikingJelly names samples {trial}_{k}.npz
+        self.trials = [f.stem.rsplit("_", 1)[0] for f in files]
 
     def _init_tonic(self) -> None:
         d = self.data_dir / _TONIC_DIRS[self.split]
@@ -383,6 +385,7 @@ class DVS128Gesture:
             stacklevel=3,
         )
         self._files, self._labels = files, np.asarray(labels, np.int64)
+        self.trials = [f.parent.name for f in files]
 
     def _load_file(self, f: Path) -> np.ndarray:
         try:

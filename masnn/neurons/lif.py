@@ -31,8 +31,8 @@ class LIF(nn.Module):
             (float32 for half-precision input: state is never kept in half precision).
 
     Example:
-        >>> lif = LIF("paper")
-        >>> lif(torch.full((3, 1, 2), 0.2)).squeeze(-1).squeeze(-1).tolist()
+        >>> lif = LIF("paper")  # U = .25 (H = .075), U = .325 >= .3 fires (H = 0), U = .25
+        >>> lif(torch.full((3, 1), 0.25)).flatten().tolist()
         [0.0, 1.0, 0.0]
     """
 

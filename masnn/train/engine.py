@@ -72,15 +72,23 @@ def train_one_epoch(
     epoch: int,
     amp: str = "none",
     scaler: torch.amp.GradScaler | None = None,
-    on_step: Callable[[int, float], None] | None = None,
+    start: list[float] | None = None,
+    on_step: Callable[[int, list[float]], None] | None = None,
 ) -> EpochStats:
     """Train for one pass over ``batches``; return globally reduced mean loss and accuracy.
+
+    Args:
+        start: running ``[loss_sum, correct, samples]`` of the already-done part of the epoch
+            (when resuming mid-epoch).
+        on_step: called after every optimiser step with the step index and the running sums
+            (the trainer checkpoints from it).
 
     Raises:
         TrainingDiverged: a non-finite loss (nothing is stepped with it).
     """
     model.train()
-    loss_sum, correct, n, steps = 0.0, 0.0, 0.0, 0
+    loss_sum, correct, n = start if start is not None else (0.0, 0.0, 0.0)
+    steps = 0
     for step, (x, y) in enumerate(batches):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast_context(device, amp):
@@ -105,7 +113,7 @@ def train_one_epoch(
         n += b
         steps += 1
         if on_step is not None:
-            on_step(step, loss.item())
+            on_step(step, [loss_sum, correct, n])
     loss_sum, correct, n = all_reduce_sum([loss_sum, correct, n], info, device)
     return EpochStats(loss_sum / max(n, 1), correct / max(n, 1), int(n), steps)
 

@@ -1,0 +1,98 @@
+"""``masnn train [CONFIG] [--set key=value ...]`` and ``masnn eval CHECKPOINT``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from masnn.cli import register_command
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None, help="YAML config (default: the main job)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. --set optim.lr=1e-3 model.attn=ca",
+    )
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run exactly")
+    p.add_argument("--repeats", type=int, default=1, help="run N seeds (seed, seed+1, ...)")
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+
+
+@register_command(
+    "train", "Train a model (no arguments: the offline main job on 2 CPU cores).", _configure_train
+)
+def run_train(args: argparse.Namespace) -> int:
+    from masnn.train.config import dump_config, load_config
+    from masnn.train.runner import summarize, train
+
+    overrides = list(args.overrides)
+    if args.deterministic:
+        overrides.append("run.deterministic=true")
+    cfg = load_config(args.config, overrides)
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    if args.resume and args.repeats != 1:
+        raise ValueError("--resume continues one run; it cannot be combined with --repeats")
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    results = []
+    for r in range(args.repeats):
+        c = cfg
+        if args.repeats > 1:
+            name = f"{cfg.run.name or 'repeat'}-seed{cfg.run.seed + r}"
+            c = replace(cfg, run=replace(cfg.run, seed=cfg.run.seed + r, name=name))
+        metrics = train(c, resume=args.resume)
+        print(summarize(metrics), flush=True)
+        results.append(metrics)
+    if args.repeats > 1:
+        accs = [100 * m["test"]["acc"] for m in results]
+        mean, sd = statistics.mean(accs), statistics.stdev(accs)
+        print(f"{args.repeats} seeds: test accuracy {mean:.2f} ± {sd:.2f} % (mean ± std)")
+        out = Path(cfg.run.out_dir) / f"{cfg.run.name or 'repeat'}-summary.json"
+        out.write_text(json.dumps({"test_acc": accs, "mean": mean, "std": sd}, indent=2) + "\n")
+    return 0
+
+
+def _configure_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a run's best.pt or checkpoint.pt")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override data keys (e.g. data.root=... when the data moved)",
+    )
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+@register_command(
+    "eval", "Evaluate a checkpoint: accuracy, NASAR, spikes, energy.", _configure_eval
+)
+def run_eval(args: argparse.Namespace) -> int:
+    from masnn.train.evaluate import evaluate_checkpoint
+
+    res = evaluate_checkpoint(args.checkpoint, split=args.split, overrides=args.overrides)
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+        return 0
+    s = res["stats"]
+    print(
+        f"{args.split} accuracy {100 * s['acc']:.2f} % ({s['correct']}/{s['samples']}) "
+        f"[single clip {100 * s['acc_single']:.2f} %, >50 % clips {100 * s['acc_official']:.2f} %]"
+    )
+    print(res["summary"])
+    return 0

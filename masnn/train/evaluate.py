@@ -1,0 +1,58 @@
+"""Evaluate a saved checkpoint exactly as the trainer evaluated it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from masnn.train import checkpoint as ckpt_io
+from masnn.train.config import apply_overrides, config_from_dict
+from masnn.train.data import build_data
+from masnn.train.distributed import DistInfo
+from masnn.train.engine import evaluate, make_loss
+
+
+def evaluate_checkpoint(
+    path: str, *, split: str = "test", overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """Rebuild data and model from the checkpoint's config and evaluate ``split``.
+
+    Returns:
+        ``{"stats": EvalStats as dict, "accounting": {...}, "summary": str, "epoch": int}``.
+    """
+    from masnn.train.runner import _eval_loader, account, build_model
+
+    state = ckpt_io.load_checkpoint(path)
+    raw = state["config"]
+    if overrides:
+        bad = [o for o in overrides if not o.startswith("data.")]
+        if bad:
+            raise ValueError(f"eval only accepts data.* overrides, got {bad}")
+        raw = apply_overrides(raw, overrides)
+    cfg = config_from_dict(raw)
+    data = build_data(cfg.data, cfg.run.seed, progress=False)
+    model = build_model(cfg, data)
+    model.load_state_dict(state["model"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    ds = data.test if split == "test" else data.val
+    if ds is None:
+        raise ValueError("this run has no validation split (data.val_fraction=0)")
+    stats = evaluate(
+        model,
+        _eval_loader(ds, cfg, DistInfo()),
+        make_loss(cfg.loss, data.num_classes),
+        device=device,
+        info=DistInfo(),
+        amp=cfg.run.amp,
+    )
+    acc = account(model, data, cfg, device) if split == "test" else {}
+    summary = ""
+    if acc:
+        summary = (
+            f"NASAR {acc['nasar']:.4f} | spikes/sample {acc['spikes_per_sample'] / 1e6:.3f} M | "
+            f"energy {acc['energy_mj']:.4f} mJ/sample"
+        )
+    return {"stats": asdict(stats), "accounting": acc, "summary": summary, "epoch": state["epoch"]}
