@@ -211,6 +211,9 @@ def _train(
     best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0}
     if state is not None:
         run_dir = Path(resume).resolve().parent
+        if info.is_main:  # temp files of writes a killed process never finished
+            for stale in run_dir.glob(".*.tmp*"):
+                stale.unlink()
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:

@@ -1,0 +1,115 @@
+"""End to end on tiny real-format data: train, select on validation, test once, eval again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from masnn.cli import main
+from masnn.train import checkpoint as ckpt_io
+from masnn.train.config import load_config
+from masnn.train.runner import train
+from tests.train.conftest import TINY_MODEL, tiny_overrides
+
+
+def test_train_writes_provenance_and_eval_reproduces(
+    gesture_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL + ["run.epochs=2", "run.name=r"]
+    assert main(["train", "--set", *over]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "r"
+    assert "test accuracy" in out and "NASAR" in out and f"run saved to {run}" in out
+    for f in ("config.yaml", "run.json", "log.csv", "checkpoint.pt", "best.pt", "metrics.json"):
+        assert (run / f).is_file(), f
+    meta = json.loads((run / "run.json").read_text())
+    for key in ("config_hash", "masnn", "torch", "git_sha", "dataset", "seed", "threads", "split"):
+        assert key in meta
+    assert meta["dataset"]["files"] > 0 and len(meta["dataset"]["sha256"]) == 64
+    # validation carved by whole subjects from the training users only
+    assert meta["split"]["val_split_by"] == "subject"
+    assert len(meta["split"]["val_groups"]) == 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["samples"] == 11  # one test user, one lighting, 11 gestures
+    assert 1 <= metrics["best"]["epoch"] <= 2
+    assert metrics["accounting"]["nasar"] >= 0
+    rows = (run / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,lr,train_loss")
+    # masnn eval on the selected checkpoint reproduces the logged test metric exactly
+    assert main(["eval", str(run / "best.pt"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["stats"] == metrics["test"]
+    assert res["accounting"]["nasar"] == pytest.approx(metrics["accounting"]["nasar"], abs=0)
+
+
+def test_test_clips_protocols(gesture_root: Path, tmp_path: Path) -> None:
+    over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL + ["data.test_clips=3"]
+    m = train(load_config(None, over), quiet=True)
+    t = m["test"]
+    assert t["samples"] == 11
+    for k in ("acc_single", "acc_majority", "acc_official"):
+        assert 0.0 <= t[k] <= 1.0
+    assert t["acc"] == t["acc_majority"]
+
+
+def test_same_seed_same_result_and_no_val_selects_last(gesture_root: Path, tmp_path: Path) -> None:
+    base = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL + ["data.val_fraction=0"]
+    a = train(load_config(None, [*base, "run.name=a"]), quiet=True)
+    b = train(load_config(None, [*base, "run.name=b"]), quiet=True)
+    assert a["test"] == b["test"]
+    assert a["best"]["epoch"] == 1 and a["best"]["val_acc"] is None
+    sa = ckpt_io.load_checkpoint(Path(a["run_dir"]) / "checkpoint.pt")["model"]
+    sb = ckpt_io.load_checkpoint(Path(b["run_dir"]) / "checkpoint.pt")["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_gait_text_release_trains(gait_root: Path, tmp_path: Path) -> None:
+    over = tiny_overrides(gait_root, tmp_path, dataset="dvs128_gait") + TINY_MODEL
+    m = train(load_config(None, [*over, "data.short=pad"]), quiet=True)
+    assert m["test"]["samples"] == 20
+    meta = json.loads((Path(m["run_dir"]) / "run.json").read_text())
+    assert meta["split"]["val_split_by"] == "recording"
+
+
+def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--set", "optim.lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'optim.lr'" in err and "Traceback" not in err
+    missing = tmp_path / "nowhere"
+    assert main(["train", "--set", "data.dataset=dvs128_gesture", f"data.root={missing}"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "docs/data.md" in err and "Traceback" not in err
+    assert main(["eval", str(tmp_path / "none.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_names_step_keeps_last_good_checkpoint(
+    gesture_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import masnn.train.runner as runner
+    from masnn.train.engine import TrainingDiverged
+
+    real = runner.make_loss
+    calls = {"n": 0}
+
+    def poisoned(cfg, k):  # type: ignore[no-untyped-def]
+        loss = real(cfg, k)
+
+        def f(out, y):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            v = loss(out, y)
+            return v * float("nan") if calls["n"] > 3 else v
+
+        return f
+
+    monkeypatch.setattr(runner, "make_loss", poisoned)
+    over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL
+    over += ["run.epochs=3", "data.val_fraction=0", "run.name=nan"]
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 2"):
+        train(load_config(None, over), quiet=True)
+    kept = ckpt_io.load_checkpoint(tmp_path / "runs" / "nan" / "checkpoint.pt")
+    assert kept["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
