@@ -76,6 +76,7 @@ class SynthGestureCfg:
         noise_scale: multiplies background-activity and hot-pixel rates.
         subject_jitter: multiplies the spread of subject size, tempo, amplitude, position.
         pair_offset: pixels separating the second member of each time pair (0 = exact).
+        classes: class ids performed in every recording (default all 11).
         camera: the camera model parameters.
         packet_events: events per AEDAT packet.
     """
@@ -90,6 +91,7 @@ class SynthGestureCfg:
     noise_scale: float = 1.0
     subject_jitter: float = 1.0
     pair_offset: float = 0.0
+    classes: tuple[int, ...] = tuple(G.GESTURE_CLASSES)
     camera: CameraCfg = field(default_factory=CameraCfg)
     packet_events: int = 4096
 
@@ -106,6 +108,8 @@ class SynthGestureCfg:
         for name in ("noise_scale", "subject_jitter", "pair_offset"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.classes or not set(self.classes) <= set(G.GESTURE_CLASSES):
+            raise ValueError(f"classes must be a non-empty subset of 1..11, got {self.classes}")
         if self.lightings_per_user is not None:
             lo = min(self.lightings_per_user)
             hi = max(self.lightings_per_user) + (self.extra_lighting_users > 0)
@@ -131,15 +135,15 @@ PRESETS: dict[str, SynthGestureCfg] = {
 }
 
 
-def synth_config(size: str = "small", **overrides: Any) -> SynthGestureCfg:
-    """The preset ``size`` with ``overrides`` (unknown keys raise ``TypeError``)."""
-    if size not in PRESETS:
-        raise ValueError(f"size must be one of {sorted(PRESETS)}, got {size!r}")
+def synth_config(preset: str = "small", **overrides: Any) -> SynthGestureCfg:
+    """The preset named ``preset`` with ``overrides`` (unknown keys raise ``TypeError``)."""
+    if preset not in PRESETS:
+        raise ValueError(f"size must be one of {sorted(PRESETS)}, got {preset!r}")
     fields = set(SynthGestureCfg.__dataclass_fields__)
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise TypeError(f"unknown synth option(s) {unknown}; accepted: {sorted(fields)}")
-    return replace(PRESETS[size], **overrides)
+    return replace(PRESETS[preset], **overrides)
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,7 @@ def _generate_file(args: tuple[SynthGestureCfg, int, _FileJob, str]) -> dict[str
     lighting = LIGHTINGS[job.lighting]
     rng = _rng(seed, _SALT_FILE, job.user, cfg.lightings.index(job.lighting))
     scene = _build_scene(subject, lighting, rng)
-    segments, duration = G.plan_recording(rng, subject, cfg.gesture_s)
+    segments, duration = G.plan_recording(rng, subject, cfg.gesture_s, cfg.classes)
     n = int(np.ceil(duration * cfg.camera.render_hz)) + 1
     times = np.arange(n) / cfg.camera.render_hz
     hands = G.recording_hands(segments, times, cfg.pair_offset)
@@ -375,8 +379,10 @@ def generate_synth_gesture(
     args = [(cfg, int(seed), j, str(path)) for j in jobs]
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     if workers > 1 and len(jobs) > 1:
-        # longest first would change nothing in the bytes, only the schedule
-        with mp.get_context("spawn").Pool(workers) as pool:
+        # fork where available: spawn would re-run an unguarded ``__main__`` script; the
+        # workers only use numpy, and the bytes do not depend on the start method
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(workers) as pool:
             files = pool.map(_generate_file, args, chunksize=1)
     else:
         files = [_generate_file(a) for a in args]
@@ -443,6 +449,7 @@ def ensure_synth_gesture(
     *,
     workers: int | None = None,
     verbose: bool = False,
+    cfg: SynthGestureCfg | None = None,
 ) -> Path:
     """Return a directory holding the complete synthetic set, generating it if needed.
 
@@ -453,11 +460,13 @@ def ensure_synth_gesture(
         seed: master seed.
         workers: generation processes.
         verbose: print the generation time.
+        cfg: a non-preset configuration (then ``size`` is ignored; give ``root`` too).
 
     A set whose manifest is missing (interrupted run), from another generator version, seed
     or configuration, or whose files are missing or truncated, is regenerated in place.
     """
-    cfg = synth_config(size)
+    cfg = cfg if cfg is not None else synth_config(size)
+    size = cfg.size
     path = (
         Path(root)
         if root is not None

@@ -126,7 +126,7 @@ def _base_paths(kind: str, t: np.ndarray, prm: dict[str, float]) -> np.ndarray:
     """Hand paths of a primitive motion at times ``t`` (seconds from the gesture start)."""
     n = t.size
     sp, am, ph = prm["speed"], prm["amplitude"], prm["phase"]
-    rest_r, rest_l = _static(n, REST[0]), _static(n, REST[1])
+    rest_l = _static(n, REST[1])
     if kind == "clap":
         g = np.abs(np.sin(np.pi * 1.8 * sp * t + ph))
         x = 2.5 + 15.0 * am * g
