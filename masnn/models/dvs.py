@@ -76,6 +76,7 @@ class MaSNN3(SpikingClassifier):
         attn_relu: bool,
         backend: str,
         neuron_kwargs: dict[str, Any],
+        locations: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         pools = (1, 2, 2)
@@ -104,6 +105,7 @@ class MaSNN3(SpikingClassifier):
                     pool_size=p,
                     reduction_c=reduction_c,
                     kernel_size=kernel_size,
+                    locations=locations,
                     **common,
                 )
             )
@@ -159,6 +161,7 @@ class MaSNN5(SpikingClassifier):
         attn_relu: bool,
         backend: str,
         neuron_kwargs: dict[str, Any],
+        locations: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         pools = (2,) * 5
@@ -188,6 +191,7 @@ class MaSNN5(SpikingClassifier):
                     reduction_c=reduction_c,
                     kernel_size=kernel_size,
                     attn_relu=attn_relu,
+                    locations=locations,
                     **neuron_kw,
                 )
             )
@@ -247,6 +251,7 @@ def _build_ma_snn3(
     attn_relu: bool,
     backend: str,
     neuron_kwargs: dict[str, Any] | None = None,
+    locations: dict[str, str] | None = None,
 ) -> MaSNN3:
     """Family builder of ``ma_snn3`` and its variants (kwargs documented in docs/models.md)."""
     kw = dict(locals())
@@ -273,6 +278,7 @@ def _build_ma_snn5(
     attn_relu: bool,
     backend: str,
     neuron_kwargs: dict[str, Any] | None = None,
+    locations: dict[str, str] | None = None,
 ) -> MaSNN5:
     """Family builder of ``ma_snn5`` (kwargs documented in docs/models.md)."""
     kw = dict(locals())

@@ -1,0 +1,104 @@
+"""Every config in configs/: strict load, matches configs/PAPER_TABLE.md, runs 2 steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from masnn.models import create_model
+from masnn.train.config import load_config
+from masnn.train.runner import train
+from tests.train.conftest import tiny_overrides
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+YAMLS = sorted(CONFIGS.glob("*.yaml"))
+
+
+def table_rows() -> dict[str, dict[str, str]]:
+    lines = (CONFIGS / "PAPER_TABLE.md").read_text().splitlines()
+    rows = [ln for ln in lines if ln.startswith("| ")]
+    header = [h.strip() for h in rows[0].strip("|").split("|")]
+    out = {}
+    for ln in rows[1:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if set(cells[0]) <= {"-"}:
+            continue
+        out[cells[0]] = dict(zip(header, cells))
+    return out
+
+
+def test_every_yaml_has_a_table_row_and_back() -> None:
+    assert len(YAMLS) >= 20
+    assert sorted(table_rows()) == sorted(p.stem for p in YAMLS)
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.stem)
+def test_hyper_parameters_match_the_table(path: Path) -> None:
+    cfg = load_config(path)
+    row = table_rows()[path.stem]
+    placement = cfg.model.placement
+    loc = cfg.model.kwargs.get("locations")
+    if loc:
+        ((slot, where),) = loc.items()
+        placement += f" ({slot}: {where})"
+    expect = {
+        "dt (ms)": str(cfg.data.dt_ms),
+        "T": str(cfg.data.timesteps),
+        "attn": cfg.model.attn,
+        "r_t": str(cfg.model.reduction_t),
+        "r_c": str(cfg.model.reduction_c),
+        "kernel": str(cfg.model.kernel_size),
+        "placement": placement,
+        "optimiser": cfg.optim.name,
+        "lr": str(cfg.optim.lr),
+        "batch": str(cfg.run.batch_size),
+        "epochs": str(cfg.run.epochs),
+        "loss": cfg.loss.name,
+    }
+    assert {k: row[k] for k in expect} == expect
+    # the built model resolves to the same hyper-parameters (registry defaults cannot drift)
+    k = 20 if cfg.data.dataset == "dvs128_gait" else 11
+    size = (2, 128 // cfg.data.ds, 128 // cfg.data.ds)
+    model = create_model(
+        cfg.model.name,
+        num_classes=k,
+        timesteps=cfg.data.timesteps,
+        input_size=size,
+        attn=cfg.model.attn,
+        placement=cfg.model.placement,
+        neuron=cfg.model.neuron,
+        reduction_t=cfg.model.reduction_t,
+        reduction_c=cfg.model.reduction_c,
+        kernel_size=cfg.model.kernel_size,
+        attn_relu=cfg.model.attn_relu,
+        **cfg.model.kwargs,
+    )
+    args = model.model_args
+    for key in ("attn", "placement", "reduction_t", "reduction_c", "kernel_size", "attn_relu"):
+        assert args[key] == getattr(cfg.model, key), key
+    if "Table" in row["paper row"]:
+        assert row["target (%)"].endswith("%")
+
+
+SHRINK = {
+    "ma_snn3": ["model.kwargs.channels=[4, 8, 8]", "model.kwargs.hidden=16", "data.ds=8"],
+    "ma_snn5": ["model.kwargs.channels=[4, 4, 4, 4, 4]", "model.kwargs.hidden=16", "data.ds=4"],
+}
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.stem)
+def test_runs_two_steps_on_a_tiny_fixture(
+    path: Path, gesture_root: Path, gait_root: Path, tmp_path: Path
+) -> None:
+    raw = load_config(path)
+    gait = raw.data.dataset == "dvs128_gait"
+    root = gait_root if gait else gesture_root
+    over = tiny_overrides(root, tmp_path, dataset=raw.data.dataset)
+    over += SHRINK[raw.model.name] + ["run.batch_size=4", "data.val_fraction=0"]
+    cfg = load_config(path, over)
+    assert cfg.model == raw.model.__class__(
+        **{**raw.model.__dict__, "kwargs": {**raw.model.kwargs, **cfg.model.kwargs}}
+    )
+    m = train(cfg, quiet=True)
+    assert m["test"]["samples"] == (20 if gait else 11)
