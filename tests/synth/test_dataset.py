@@ -227,3 +227,14 @@ def test_small_set_end_to_end(tmp_path: Path) -> None:
     assert 1e4 <= tot["events_per_s"] <= 1e5
     assert tot["samples"]["train"] >= 200 and 100 <= tot["samples"]["test"] <= 200
     assert took <= 90  # 60 s budget on 2 idle cores; slack for a shared machine
+
+
+def test_goes_through_the_dataset_class(tiny_set: Path, tmp_path: Path) -> None:
+    gesture = pytest.importorskip("masnn.data.gesture")
+    ds = gesture.DVS128Gesture(tiny_set, "test", cache_dir=tmp_path, progress=False)
+    labels = json.loads((tiny_set / "manifest.json").read_text())["samples"]
+    want = sorted(s["class"] - 1 for s in labels if s["file"] == "user02_led")
+    assert sorted(int(ds[i][1]) for i in range(len(ds))) == want
+    assert sum(ds[i][0].size for i in range(len(ds))) == sum(
+        s["events"] for s in labels if s["file"] == "user02_led"
+    )
