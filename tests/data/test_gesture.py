@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ibm_fixture import TEST, TRAIN, make_ibm, trial_events
 
 import masnn.data.gesture as gesture_mod
 from masnn.data import DVS128Gesture, collate_time_major
 from masnn.errors import DataFormatError
 from masnn.events import EVENT_DTYPE
 from masnn.frames import FrameCfg, integrate_split
+from tests.data.ibm_fixture import TEST, TRAIN, make_ibm, trial_events
 
 
 def _expected(trials: dict) -> list[tuple[np.ndarray, int]]:

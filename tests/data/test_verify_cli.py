@@ -6,9 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ibm_fixture import make_ibm
-
 from masnn.cli.data_verify import verify_gesture
+from tests.data.ibm_fixture import make_ibm
 
 
 def test_reports_counts_missing_files_and_bad_csv(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aedat_bytes import (
+
+from masnn.errors import DataFormatError
+from masnn.events import EVENT_DTYPE, SensorSize, make_events, read_aedat, write_aedat
+from tests.events.aedat_bytes import (
     MIXED_EXPECTED,
     MIXED_FILE,
     MIXED_PACKETS,
@@ -19,9 +22,6 @@ from aedat_bytes import (
     packet,
     pol_packet,
 )
-
-from masnn.errors import DataFormatError
-from masnn.events import EVENT_DTYPE, SensorSize, make_events, read_aedat, write_aedat
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 sys.path.insert(0, str(GOLDEN))

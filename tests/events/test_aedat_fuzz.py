@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aedat_bytes import MIXED_FILE, STD_HEADER, crossread_fixture
 
 from masnn.errors import DataFormatError
 from masnn.events import EVENT_DTYPE, make_events, read_aedat, write_aedat
+from tests.events.aedat_bytes import MIXED_FILE, STD_HEADER, crossread_fixture
 
 _INTERESTING = [0, 1, -1, 2**31 - 1, -(2**31), 2**30, 8, 28, 2**16, 0x7FFF]
 

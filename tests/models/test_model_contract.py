@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _model_helpers import event_counts, n_params
 
 from masnn.attention import ATTENTION, PLACEMENTS
 from masnn.models import count_neurons, create_model, list_models
 from masnn.neurons import NEURON_PRESETS
+from tests.models._model_helpers import event_counts, n_params
 
 
 def _check_contract(model, x_seq, num_classes, x_other=None):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from _model_helpers import n_params
 
 from masnn.models import count_neurons, create_model, layer_flops
+from tests.models._model_helpers import n_params
 
 
 @pytest.mark.parametrize(

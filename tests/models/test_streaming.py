@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _model_helpers import calibrate, event_counts, record_spikes
 
 from masnn.models import StreamingModel, count_neurons, create_model
+from tests.models._model_helpers import calibrate, event_counts, record_spikes
 
 T, B = 4, 2
 

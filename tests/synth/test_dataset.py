@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_cfg
 
 from masnn.events import read_aedat
 from masnn.events.schema import DVS128
@@ -23,6 +22,7 @@ from masnn.synth import (
     synth_config,
 )
 from masnn.synth import dataset as D
+from tests.synth.conftest import tiny_cfg
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_cfg
 
 from masnn.synth import generate_synth_gesture
+from tests.synth.conftest import tiny_cfg
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
