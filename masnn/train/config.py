@@ -126,7 +126,7 @@ class LossCfg:
 class RunCfg:
     """Run control: budget, seed, precision, logging and checkpoints."""
 
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 16
     eval_batch_size: int | None = None
     seed: int = 0

@@ -165,7 +165,8 @@ def train(
         device = torch.device("cuda", info.local_rank)
     seed_everything(cfg.run.seed, cfg.run.deterministic)
     timer = Timer()
-    show = cfg.run.progress and not quiet and info.is_main
+    # progress bars only on a terminal: logs (CI, nohup) get the per-epoch lines alone
+    show = cfg.run.progress and not quiet and info.is_main and sys.stderr.isatty()
     try:
         return _train(cfg, state, resume, device, info, timer, show)
     finally:
