@@ -11,17 +11,16 @@ from pathlib import Path
 from masnn.cli import register_command
 
 
+def _add_set(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument(
+        "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        help=help,
+    )  # fmt: skip
+
+
 def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None, help="YAML config (default: the main job)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. --set optim.lr=1e-3 model.attn=ca",
-    )
+    _add_set(p, "override config keys, e.g. --set optim.lr=1e-3 model.attn=ca")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run exactly")
     p.add_argument("--repeats", type=int, default=1, help="run N seeds (seed, seed+1, ...)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
@@ -67,15 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a run's best.pt or checkpoint.pt")
     p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override data keys (e.g. data.root=... when the data moved)",
-    )
+    _add_set(p, "override data keys (e.g. data.root=... when the data moved)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 

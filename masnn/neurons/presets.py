@@ -131,17 +131,23 @@ def spikingjelly(
     tau = _positive("tau", tau, "spikingjelly")
     if tau < 1:
         raise ValueError(f"neuron preset 'spikingjelly': tau must be >= 1, got {tau}")
-    rest = 0.0 if v_reset is None else float(v_reset)
-    p = LIFParams(
+    p = _sj_params(tau, decay_input, v_th, v_reset, detach_reset)
+    return NeuronSpec(p, make_surrogate(surrogate), decay_input=bool(decay_input))
+
+
+def _sj_params(
+    tau: float, decay_input: bool, v_th: float, v_reset: float | None, detach_reset: bool
+) -> LIFParams:
+    """SpikingJelly's charge ``H = V + (X - (V - V_reset)) / tau`` in :class:`LIFParams` terms."""
+    return LIFParams(
         v_th=float(v_th),
         decay=1.0,
         leak=1.0 / tau,
-        v_rest=rest,
+        v_rest=0.0 if v_reset is None else float(v_reset),
         input_gain=1.0 / tau if decay_input else 1.0,
         v_reset=None if v_reset is None else float(v_reset),
         detach_reset=bool(detach_reset),
     )
-    return NeuronSpec(p, make_surrogate(surrogate), decay_input=bool(decay_input))
 
 
 @NEURON_PRESETS.register("plif")
@@ -157,16 +163,7 @@ def plif(
     init_tau = _positive("init_tau", init_tau, "plif")
     if init_tau <= 1:
         raise ValueError(f"neuron preset 'plif': init_tau must be > 1, got {init_tau}")
-    rest = 0.0 if v_reset is None else float(v_reset)
-    p = LIFParams(
-        v_th=float(v_th),
-        decay=1.0,
-        leak=1.0 / init_tau,
-        v_rest=rest,
-        input_gain=1.0 / init_tau if decay_input else 1.0,
-        v_reset=None if v_reset is None else float(v_reset),
-        detach_reset=bool(detach_reset),
-    )
+    p = _sj_params(init_tau, decay_input, v_th, v_reset, detach_reset)
     init_w = -math.log(init_tau - 1.0)  # sigmoid(w) = 1 / init_tau
     return NeuronSpec(
         p, make_surrogate(surrogate), learnable_tau=True, init_w=init_w, decay_input=decay_input
