@@ -48,13 +48,15 @@ def run_train(args: argparse.Namespace) -> int:
     results = []
     for r in range(args.repeats):
         c = cfg
-        if args.repeats > 1:
+        if args.repeats > 1 and results:
             name = f"{cfg.run.name or 'repeat'}-seed{cfg.run.seed + r}"
             c = replace(cfg, run=replace(cfg.run, seed=cfg.run.seed + r, name=name))
         metrics = train(c, resume=args.resume)
+        if metrics["rank"] != 0:  # under torchrun only rank 0 reports
+            continue
         print(summarize(metrics), flush=True)
         results.append(metrics)
-    if args.repeats > 1:
+    if args.repeats > 1 and results:
         accs = [100 * m["test"]["acc"] for m in results]
         mean, sd = statistics.mean(accs), statistics.stdev(accs)
         print(f"{args.repeats} seeds: test accuracy {mean:.2f} ± {sd:.2f} % (mean ± std)")

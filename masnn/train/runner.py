@@ -229,7 +229,11 @@ def _train(
         ckpt_io.set_rng_state(state["rng"])
         _say(info, f"resumed {resume}: epoch {start_epoch + 1}, step {skip_steps}")
     else:
-        run_dir = new_run_dir(cfg)
+        run_dir = new_run_dir(cfg) if info.is_main else Path()
+    if info.enabled:  # rank 0 names the run (its clock, its existence check)
+        box = [run_dir]
+        torch.distributed.broadcast_object_list(box, src=0)
+        run_dir = box[0]
     log = EpochLog(run_dir, cfg.run.tensorboard, enabled=info.is_main)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -382,6 +386,7 @@ def _train(
         "seconds": {"data": t_data, "train": t_train, "test": t_test},
         "config_hash": cfg.hash(),
         "run_dir": str(run_dir),
+        "rank": info.rank,
     }
     if info.is_main:
         metrics["accounting"] = account(_unwrap(model), data, cfg, device)

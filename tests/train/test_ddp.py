@@ -18,6 +18,7 @@ from masnn.train.data import build_data, make_loader
 from masnn.train.distributed import DistInfo, train_batches
 from masnn.train.engine import evaluate, make_loss, train_one_epoch
 from masnn.train.runner import _eval_loader
+from tests.train.conftest import TINY_MODEL, tiny_overrides
 from tests.train.ddp_common import K_STEPS, bn_free_snn, eval_model, overrides
 
 HERE = Path(__file__).resolve().parent
@@ -100,3 +101,25 @@ def test_torchrun_gloo_two_processes(gesture_root: Path, tmp_path: Path) -> None
     torch.manual_seed(0)
     init = bn_free_snn(data)  # the steps really changed the parameters
     assert any(not torch.equal(init.state_dict()[k], ddp[k]) for k in ddp)
+
+
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+    reason="torchrun missing",
+)
+def test_masnn_train_under_torchrun_matches_one_process_test_counts(
+    gesture_root: Path, tmp_path: Path
+) -> None:
+    """The CLI trainer itself under torchrun: one run dir, rank-0 files, whole-set test counts."""
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "PYTHONPATH": str(HERE.parents[1]), "OMP_NUM_THREADS": "1"}
+    over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL + ["data.test_clips=2"]
+    cmd = [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", "--master_port=29519"]
+    cmd += ["-m", "masnn.cli", "train", "--set", *over, "run.name=ddp"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert [r.name for r in runs] == ["ddp"]
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["test"]["samples"] == 11  # the whole test set, not one shard
+    assert proc.stdout.count("test accuracy") == 1  # rank 0 prints
