@@ -22,6 +22,7 @@ Two containers, because the two kinds of location see different tensors:
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -37,7 +38,7 @@ class MultiDimAttention(nn.Module):
 
     Shape:
         x_seq: ``(T, B, C, H, W)`` (or ``(T, B, F)`` with only ``ta``); output: same shape and
-        dtype.
+        dtype (float32 for half-precision input: gates are computed in fp32, autocast or not).
     """
 
     def __init__(
@@ -60,11 +61,13 @@ class MultiDimAttention(nn.Module):
                 + ("" if spatial else " or (T, B, F)")
                 + f", got shape {tuple(x_seq.shape)}"
             )
-        out = x_seq
-        for gate in (self.ta, self.ca, self.sa):
-            if gate is not None:
-                out = gate(out)  # (T, B, C, H, W)
-        return out if self.relu is None else self.relu(out)
+        # Gates run in fp32 even under autocast (half-precision input is upcast once, here).
+        with torch.autocast(x_seq.device.type, enabled=False):
+            out = x_seq.float() if x_seq.dtype in (torch.float16, torch.bfloat16) else x_seq
+            for gate in (self.ta, self.ca, self.sa):
+                if gate is not None:
+                    out = gate(out)  # (T, B, C, H, W)
+            return out if self.relu is None else self.relu(out)
 
 
 class MembraneAttention(nn.Module):

@@ -48,7 +48,7 @@ def run_train(args: argparse.Namespace) -> int:
     results = []
     for r in range(args.repeats):
         c = cfg
-        if args.repeats > 1 and results:
+        if args.repeats > 1:
             name = f"{cfg.run.name or 'repeat'}-seed{cfg.run.seed + r}"
             c = replace(cfg, run=replace(cfg.run, seed=cfg.run.seed + r, name=name))
         metrics = train(c, resume=args.resume)

@@ -37,6 +37,7 @@ from masnn.synth.dvs import Camera, CameraCfg, Scene, noise_events, simulate_mot
 GENERATOR_VERSION = "1.0.0"
 
 MANIFEST = "manifest.json"
+MARKER = ".masnn-synth"
 Size = Literal["small", "full"]
 
 
@@ -373,7 +374,19 @@ def generate_synth_gesture(
     """
     cfg = cfg if cfg is not None else synth_config(size)
     path = Path(out)
+    if (
+        path.is_dir()
+        and any(path.iterdir())
+        and not ((path / MARKER).exists() or (path / MANIFEST).exists())
+    ):
+        raise ValueError(
+            f"refusing to write the synthetic set into {path}: the directory holds other files "
+            "and no synthetic-set marker (if it is a real DVS128 Gesture copy, use "
+            "data.dataset=dvs128_gesture; otherwise pick an empty directory)"
+        )
     path.mkdir(parents=True, exist_ok=True)
+    # written first: marks the directory as ours, so an interrupted set is regenerated in place
+    _atomic_write(path / MARKER, "masnn synthetic gesture set\n")
     (path / MANIFEST).unlink(missing_ok=True)  # a set without a manifest is incomplete
     jobs = plan_files(cfg, seed)
     args = [(cfg, int(seed), j, str(path)) for j in jobs]

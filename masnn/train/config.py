@@ -321,7 +321,18 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.run.batch_size >= 1, "run.batch_size must be >= 1"),
         (0.0 <= cfg.loss.label_smoothing < 1.0, "loss.label_smoothing must be in [0, 1)"),
         (cfg.sched.factor > 0 and cfg.sched.factor < 1, "sched.factor must be in (0, 1)"),
-    ]
+        (cfg.sched.patience >= 0, "sched.patience must be >= 0"),
+        (cfg.run.eval_batch_size is None or cfg.run.eval_batch_size >= 1,
+         "run.eval_batch_size must be >= 1"),
+        (cfg.run.max_steps_per_epoch is None or cfg.run.max_steps_per_epoch >= 1,
+         "run.max_steps_per_epoch must be >= 1"),
+        (cfg.run.checkpoint_every_steps is None or cfg.run.checkpoint_every_steps >= 1,
+         "run.checkpoint_every_steps must be >= 1"),
+        (cfg.run.threads is None or cfg.run.threads >= 1, "run.threads must be >= 1"),
+        (not (cfg.sched.name == "plateau" and cfg.sched.monitor != "train_loss"
+              and cfg.data.val_fraction == 0),
+         f"sched.monitor={cfg.sched.monitor!r} needs a validation split (data.val_fraction > 0)"),
+    ]  # fmt: skip
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)

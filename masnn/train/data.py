@@ -190,11 +190,17 @@ def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
     )
 
 
-def make_loader(
-    ds: FramedSamples, index_lists: list[list[int]] | None, batch_size: int, workers: int
-) -> torch.utils.data.DataLoader:
-    """A DataLoader over explicit batches (training) or sequential batches (evaluation)."""
-    kw: dict[str, Any] = {"num_workers": workers, "collate_fn": collate_time_major}
-    if index_lists is not None:
-        return torch.utils.data.DataLoader(ds, batch_sampler=index_lists, **kw)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, **kw)
+def make_loader(ds: Any, batches: list[list[int]], workers: int) -> torch.utils.data.DataLoader:
+    """A DataLoader over explicit index batches, collated time-major.
+
+    It draws from its own generator, never from torch's global one: creating an iterator
+    would otherwise consume a global random number and shift every later dropout mask, which
+    breaks exact resume.
+    """
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_time_major,
+        generator=torch.Generator().manual_seed(0),
+    )

@@ -8,7 +8,6 @@ pass and voted per sample afterwards).
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -44,7 +43,11 @@ def make_loss(cfg: LossCfg, num_classes: int) -> LossFn:
 
 
 def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager[None]:
-    """Autocast for ``amp`` in {none, bf16, fp16}; neuron state and gates stay fp32 inside LIF."""
+    """Autocast for ``amp`` in {none, bf16, fp16}.
+
+    Convolutions and linear layers run in half precision; attention gates (sequence-level and
+    membrane) and neuron state run in fp32 (they disable autocast internally).
+    """
     if amp == "none":
         return contextlib.nullcontext()
     if amp == "fp16" and device.type != "cuda":
@@ -73,6 +76,7 @@ def train_one_epoch(
     amp: str = "none",
     scaler: torch.amp.GradScaler | None = None,
     start: list[float] | None = None,
+    step_offset: int = 0,
     on_step: Callable[[int, list[float]], None] | None = None,
 ) -> EpochStats:
     """Train for one pass over ``batches``; return globally reduced mean loss and accuracy.
@@ -80,6 +84,7 @@ def train_one_epoch(
     Args:
         start: running ``[loss_sum, correct, samples]`` of the already-done part of the epoch
             (when resuming mid-epoch).
+        step_offset: steps of this epoch done before ``batches`` (for messages).
         on_step: called after every optimiser step with the step index and the running sums
             (the trainer checkpoints from it).
 
@@ -94,10 +99,13 @@ def train_one_epoch(
         with autocast_context(device, amp):
             out = model(x)  # (B, K)
         loss = loss_fn(out, y)
-        if not torch.isfinite(loss):
+        bad = float(not torch.isfinite(loss))
+        if info.enabled:  # every rank stops together (a lone raise would hang the others)
+            bad = all_reduce_sum([bad], info, device)[0]
+        if bad:
             raise TrainingDiverged(
-                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}; "
-                "the last good checkpoint is kept"
+                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, "
+                f"step {step_offset + step + 1}; the last good checkpoint is kept"
             )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -184,7 +192,3 @@ def evaluate(
         correct=int(round(major)),
         samples=int(n),
     )
-
-
-def finite_or_nan(v: float) -> float:
-    return v if math.isfinite(v) else float("nan")

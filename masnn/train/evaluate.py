@@ -32,6 +32,11 @@ def evaluate_checkpoint(
             raise ValueError(f"eval only accepts data.* overrides, got {bad}")
         raw = apply_overrides(raw, overrides)
     cfg = config_from_dict(raw)
+    # the run's numerics: same thread count and algorithms as the trainer used
+    if cfg.run.threads is not None:
+        torch.set_num_threads(cfg.run.threads)
+    if cfg.run.deterministic:
+        torch.use_deterministic_algorithms(True)
     data = build_data(cfg.data, cfg.run.seed, progress=False)
     model = build_model(cfg, data)
     model.load_state_dict(state["model"])

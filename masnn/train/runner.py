@@ -34,6 +34,7 @@ from masnn.train.config import TrainConfig, config_from_dict, dump_config
 from masnn.train.data import DataBundle, build_data, make_loader
 from masnn.train.distributed import (
     DistInfo,
+    all_reduce_sum,
     eval_indices,
     init_distributed,
     shutdown_distributed,
@@ -108,17 +109,10 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _eval_loader(ds: Any, cfg: TrainConfig, info: DistInfo) -> Any:
-    sub = torch.utils.data.Subset(ds, eval_indices(len(ds), info))
+    """This rank's disjoint, unpadded evaluation shard, in order."""
+    idx = eval_indices(len(ds), info)
     bs = cfg.run.eval_batch_size or cfg.run.batch_size
-    return torch.utils.data.DataLoader(
-        sub, batch_size=bs, shuffle=False, num_workers=cfg.data.workers, collate_fn=_collate
-    )
-
-
-def _collate(batch: Any) -> Any:
-    from masnn.data import collate_time_major
-
-    return collate_time_major(batch)
+    return make_loader(ds, [idx[i : i + bs] for i in range(0, len(idx), bs)], cfg.data.workers)
 
 
 def _progress(it: Any, total: int, desc: str, enabled: bool) -> Any:
@@ -150,6 +144,12 @@ def train(
     state: dict[str, Any] | None = None
     if resume is not None:
         state = ckpt_io.load_checkpoint(resume)
+        missing = [k for k in ("config", "model", "optimizer", "rng", "epoch") if k not in state]
+        if missing:
+            raise ckpt_io.CheckpointError(
+                f"{resume}: cannot resume from it (no {', '.join(missing)}); resume from the "
+                "run's checkpoint.pt (best.pt holds only the selected weights)"
+            )
         saved = config_from_dict(state["config"])
         if saved.hash() != cfg.hash():
             raise MasnnError(
@@ -280,7 +280,7 @@ def _train(
         if cfg.run.max_steps_per_epoch is not None:
             batches = batches[: cfg.run.max_steps_per_epoch]
         todo = batches[skip_steps:]
-        loader = make_loader(data.train, todo, cfg.run.batch_size, cfg.data.workers)
+        loader = make_loader(data.train, todo, cfg.data.workers)
         it = _progress(loader, len(todo), f"epoch {epoch + 1}/{cfg.run.epochs}", show)
 
         def on_step(
@@ -293,7 +293,9 @@ def _train(
             every = cfg.run.checkpoint_every_steps
             done = _s + step + 1
             if every and done % every == 0 and done < _n:
-                save(_e, done, sums)
+                # the whole job's running sums (every rank takes part in the reduction; only
+                # rank 0 carries the resumed part, so nothing is counted twice)
+                save(_e, done, all_reduce_sum(sums, info, device))
 
         t0 = time.perf_counter()
         stats: EpochStats = train_one_epoch(
@@ -306,7 +308,8 @@ def _train(
             epoch=epoch,
             amp=cfg.run.amp,
             scaler=scaler,
-            start=partial,
+            start=partial if info.is_main else None,
+            step_offset=skip_steps,
             on_step=on_step,
         )
         skip_steps, partial = 0, None
@@ -318,7 +321,7 @@ def _train(
         }
         if data.val is not None:
             v = evaluate(
-                model,
+                _unwrap(model),
                 _eval_loader(data.val, cfg, info),
                 loss_fn,
                 device=device,
@@ -370,7 +373,7 @@ def _train(
         _unwrap(model).load_state_dict(sd[0])
     timer.start("test")
     test = evaluate(
-        model,
+        _unwrap(model),
         _eval_loader(data.test, cfg, info),
         loss_fn,
         device=device,

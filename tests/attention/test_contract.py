@@ -235,3 +235,34 @@ def test_fc_temporal_attention(name: str, placement: str) -> None:
     assert out.shape == (T, B, 10)
     with pytest.raises(ValueError, match="allowed: \\['none', 'ta'\\]"):
         AttnLIF(10, T, attn="tca", fc=True)
+
+
+def test_gates_and_neuron_state_stay_fp32_under_bf16_autocast() -> None:
+    """Autocast runs convs in bf16, but every gate (sequence and membrane) computes in fp32."""
+    from masnn.models import create_model
+
+    for placement in ("paper", "code"):
+        model = create_model(
+            "ma_snn3_tiny", attn="tcsa", placement=placement, timesteps=4, input_size=(2, 16, 16)
+        )
+        seen: dict[str, torch.dtype] = {}
+
+        def record(name: str, seen: dict = seen):  # type: ignore[no-untyped-def]
+            def hook(mod, args, output) -> None:  # type: ignore[no-untyped-def]
+                seen[name] = output.dtype
+
+            return hook
+
+        hooks = [
+            m.register_forward_hook(record(n))
+            for n, m in model.named_modules()
+            if n.endswith(".gate")
+        ]
+        x = torch.poisson(torch.full((4, 2, 2, 16, 16), 1.0))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        for h in hooks:
+            h.remove()
+        assert len(seen) >= 3, placement
+        assert set(seen.values()) == {torch.float32}, (placement, seen)
+        assert out.dtype == torch.float32

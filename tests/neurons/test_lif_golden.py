@@ -124,3 +124,36 @@ def test_streaming_equals_full_sequence() -> None:
         s1, v = lif(x[:5], return_state=True)
         s2 = lif(x[5:], state=v)
         assert torch.equal(full, torch.cat([s1, s2])), name
+
+
+def test_biclab_stepped_and_non_firing() -> None:
+    # U = .1 (h = .03), U = .53 fire (h = .09), U = .09 (h = .027), U = .327 fire (h = .09)
+    s, v = run("biclab", [0.1, 0.5, 0.0, 0.3])
+    assert s == [0, 1, 0, 1]
+    assert v == pytest.approx([0.03, 0.09, 0.027, 0.09], abs=1e-7)
+    # constant .2: fixed point h* = .3 (h* + .2) -> U* = .2857 < .3, never fires
+    s, v = run("biclab", [0.2] * 30)
+    assert s == [0] * 30
+    assert v[-1] == pytest.approx(0.06 / 0.7, abs=1e-7)
+
+
+def test_msresnet_stepped_and_non_firing() -> None:
+    # .375 forever: U_t = .375 (1 + .25 + ... ) -> .5 from below, never > .5
+    s, v = run("msresnet", [0.375] * 20)
+    assert s == [0] * 20
+    assert v[0] == 0.09375 and v[1] == 0.1171875  # .25 * .375, .25 * (.09375 + .375)
+    # stepped: .25 (H .0625), 1.0 fire -> 0, .5 not > .5 (H .125), .5 -> .625 fire -> 0
+    s, v = run("msresnet", [0.25, 1.0, 0.5, 0.5])
+    assert s == [0, 1, 0, 1]
+    assert v == [0.0625, 0.0, 0.125, 0.0]
+
+
+def test_plif_stepped_and_non_firing() -> None:
+    # init_tau 2: H = V + (X - V) / 2. X = .8 forever -> V -> .8 < 1, never fires
+    s, v = run("plif", [0.8] * 12)
+    assert s == [0] * 12
+    assert v == pytest.approx([0.8 * (1 - 0.5 ** (t + 1)) for t in range(12)])
+    # stepped: 1.0 (.5), 3.0 (1.75 fire -> 0), 0.0 (0), 2.0 (1.0 >= 1 fire -> 0)
+    s, v = run("plif", [1.0, 3.0, 0.0, 2.0])
+    assert s == [0, 1, 0, 1]
+    assert v == pytest.approx([0.5, 0.0, 0.0, 0.0])

@@ -238,3 +238,15 @@ def test_goes_through_the_dataset_class(tiny_set: Path, tmp_path: Path) -> None:
     assert sum(ds[i][0].size for i in range(len(ds))) == sum(
         s["events"] for s in labels if s["file"] == "user02_led"
     )
+
+
+def test_refuses_to_overwrite_a_foreign_directory(tmp_path: Path) -> None:
+    """A directory with other files (e.g. the user's real DvsGesture copy) is never written."""
+    real = tmp_path / "DvsGesture"
+    real.mkdir()
+    (real / "trials_to_train.txt").write_text("user01_fluorescent.aedat\n")
+    (real / "user01_fluorescent.aedat").write_bytes(b"#!AER-DAT3.1\r\n")
+    before = {p.name: p.read_bytes() for p in real.iterdir()}
+    with pytest.raises(ValueError, match="data.dataset=dvs128_gesture"):
+        ensure_synth_gesture(real, cfg=tiny_cfg())
+    assert {p.name: p.read_bytes() for p in real.iterdir()} == before

@@ -30,6 +30,6 @@ def test_order_aware_beats_order_invariant_on_time_pairs(tmp_path: Path) -> None
     torch.set_num_threads(2)
     res = B.run(tmp_path, timesteps=8, dt_ms=100, bins=4, crops=4, epochs=25, kinds=("cnn",))
     invariant, aware = res["cnn/sum"], res["cnn/bins"]
-    assert invariant["acc_pairs"] <= 0.65  # ~ chance within each pair
+    assert invariant["acc_pairs"] <= 0.60  # the bound: ~ chance within each pair
     assert aware["acc_pairs"] >= invariant["acc_pairs"] + 0.2
     assert aware["pair_swaps"] < invariant["pair_swaps"]

@@ -46,7 +46,7 @@ opt = torch.optim.SGD(net.parameters(), lr=0.5)
 batches = train_batches(len(data.train), cfg.run.batch_size, cfg.run.seed, 0, info)[:K_STEPS]
 train_one_epoch(
     net,
-    make_loader(data.train, batches, cfg.run.batch_size, 0),
+    make_loader(data.train, batches, 0),
     opt,
     loss_fn,
     device=device,

@@ -24,6 +24,15 @@ from tests.train.ddp_common import K_STEPS, bn_free_snn, eval_model, overrides
 HERE = Path(__file__).resolve().parent
 
 
+def free_port() -> int:
+    """A currently free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_sharding_is_disjoint_union_and_batches_are_global() -> None:
     from masnn.train.distributed import eval_indices
 
@@ -51,7 +60,7 @@ def test_torchrun_gloo_two_processes(gesture_root: Path, tmp_path: Path) -> None
         torchrun,
         "--nproc_per_node=2",
         "--master_addr=127.0.0.1",
-        "--master_port=29517",
+        f"--master_port={free_port()}",
         str(HERE / "_ddp_worker.py"),
         str(gesture_root),
         str(tmp_path),
@@ -85,7 +94,7 @@ def test_torchrun_gloo_two_processes(gesture_root: Path, tmp_path: Path) -> None
     batches = train_batches(len(data.train), cfg.run.batch_size, cfg.run.seed, 0, DistInfo())
     train_one_epoch(
         net,
-        make_loader(data.train, batches[:K_STEPS], cfg.run.batch_size, 0),
+        make_loader(data.train, batches[:K_STEPS], 0),
         opt,
         loss_fn,
         device=torch.device("cpu"),
@@ -114,7 +123,12 @@ def test_masnn_train_under_torchrun_matches_one_process_test_counts(
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     env = {**os.environ, "PYTHONPATH": str(HERE.parents[1]), "OMP_NUM_THREADS": "1"}
     over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL + ["data.test_clips=2"]
-    cmd = [torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", "--master_port=29519"]
+    cmd = [
+        torchrun,
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+    ]
     cmd += ["-m", "masnn.cli", "train", "--set", *over, "run.name=ddp"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

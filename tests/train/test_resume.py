@@ -21,8 +21,17 @@ from tests.train.conftest import TINY_MODEL, tiny_overrides
 HERE = Path(__file__).resolve().parent
 
 
-def _overrides(root: Path, out: Path, name: str) -> list[str]:
-    over = tiny_overrides(root, out) + TINY_MODEL
+# ma_snn5 has dropout: its masks come from torch's global generator, so resume must restore it
+# and nothing else (e.g. creating a DataLoader iterator) may draw from it
+DROPOUT_MODEL = [
+    "model.name=ma_snn5",
+    "model.kwargs={channels: [4, 4, 4, 4, 4], hidden: 16}",
+    "data.ds=4",
+]
+
+
+def _overrides(root: Path, out: Path, name: str, model: list[str] = TINY_MODEL) -> list[str]:
+    over = tiny_overrides(root, out) + model
     # 22 training samples / batch 4 = 5 steps per epoch; checkpoints mid-epoch every 2 steps
     over += ["run.epochs=3", "run.max_steps_per_epoch=null", "run.checkpoint_every_steps=2"]
     over += ["sched.name=plateau", "sched.monitor=val_loss", f"run.name={name}"]
@@ -35,6 +44,7 @@ def _final_state(run_dir: Path) -> dict:
 
 def _assert_bitwise_equal(a: dict, b: dict) -> None:
     assert a["epoch"] == b["epoch"]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
     for part in ("model",):
         assert a[part].keys() == b[part].keys()
         for k in a[part]:
@@ -52,18 +62,22 @@ def _assert_bitwise_equal(a: dict, b: dict) -> None:
     assert drop_time(a["history"]) == drop_time(b["history"])
 
 
-@pytest.mark.parametrize("mode", ["step", "checkpoint"])
+@pytest.mark.parametrize(
+    ("mode", "model"),
+    [("step", TINY_MODEL), ("checkpoint", TINY_MODEL), ("step", DROPOUT_MODEL)],
+    ids=["step", "checkpoint", "step-dropout"],
+)
 def test_sigkill_then_resume_is_bitwise_equal(
-    gesture_root: Path, tmp_path: Path, mode: str
+    gesture_root: Path, tmp_path: Path, mode: str, model: list[str]
 ) -> None:
-    ref = train(load_config(None, _overrides(gesture_root, tmp_path, "ref")), quiet=True)
+    ref = train(load_config(None, _overrides(gesture_root, tmp_path, "ref", model)), quiet=True)
     ref_state = _final_state(Path(ref["run_dir"]))
 
     rng = np.random.default_rng(123 if mode == "step" else 7)
     # steps: 15 optimiser steps in all; checkpoints: 2 mid-epoch + 1 end per epoch (+ best.pt)
     # (from step 4 on: the first checkpoint is written after step 2)
     n = int(rng.integers(4, 15)) if mode == "step" else int(rng.integers(2, 9))
-    over = _overrides(gesture_root, tmp_path, "killed")
+    over = _overrides(gesture_root, tmp_path, "killed", model)
     env = {**os.environ, "PYTHONPATH": str(HERE.parents[1])}
     proc = subprocess.run(
         [sys.executable, str(HERE / "_killed_run.py"), json.dumps(over), mode, str(n)],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,9 +40,15 @@ def test_train_writes_provenance_and_eval_reproduces(
     assert metrics["accounting"]["nasar"] >= 0
     rows = (run / "log.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,lr,train_loss")
-    # masnn eval on the selected checkpoint reproduces the logged test metric exactly
-    assert main(["eval", str(run / "best.pt"), "--json"]) == 0
-    res = json.loads(capsys.readouterr().out)
+    # masnn eval, in a fresh process, reproduces the logged test metric exactly
+    proc = subprocess.run(
+        [sys.executable, "-m", "masnn.cli", "eval", str(run / "best.pt"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout)
     assert res["stats"] == metrics["test"]
     assert res["accounting"]["nasar"] == pytest.approx(metrics["accounting"]["nasar"], abs=0)
 
@@ -113,3 +121,42 @@ def test_nan_loss_stops_names_step_keeps_last_good_checkpoint(
     kept = ckpt_io.load_checkpoint(tmp_path / "runs" / "nan" / "checkpoint.pt")
     assert kept["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+
+
+def test_cli_options_repeats_deterministic_sgd_ce_bf16(
+    gesture_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL
+    over += ["optim.name=sgd", "optim.lr=0.05", "loss.name=ce", "loss.label_smoothing=0.1"]
+    over += ["run.amp=bf16", "sched.name=none", "run.name=rep"]
+    assert main(["train", "--set", *over, "--repeats", "2", "--deterministic"]) == 0
+    out = capsys.readouterr().out
+    assert "2 seeds: test accuracy" in out and "± " in out
+    summary = json.loads((tmp_path / "runs" / "rep-summary.json").read_text())
+    assert len(summary["test_acc"]) == 2
+    for seed in (0, 1):
+        cfg = load_config(tmp_path / "runs" / f"rep-seed{seed}" / "config.yaml")
+        assert cfg.run.seed == seed and cfg.run.deterministic and cfg.run.amp == "bf16"
+        assert cfg.optim.name == "sgd" and cfg.loss.label_smoothing == 0.1
+
+
+def test_resume_via_cli_and_refusals(
+    gesture_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL + ["run.name=cli"]
+    assert main(["train", "--set", *over]) == 0
+    run = tmp_path / "runs" / "cli"
+    # resuming a finished run re-runs nothing and reports the same test metric
+    first = json.loads((run / "metrics.json").read_text())["test"]
+    assert main(["train", "--set", *over, "--resume", str(run / "checkpoint.pt")]) == 0
+    assert json.loads((run / "metrics.json").read_text())["test"] == first
+    capsys.readouterr()
+    assert main(["train", "--set", *over, "--resume", str(run / "best.pt")]) == 2
+    assert "resume from the run's checkpoint.pt" in capsys.readouterr().err
+    assert (
+        main(["train", "--set", *over, "optim.lr=0.5", "--resume", str(run / "checkpoint.pt")]) == 2
+    )
+    assert "resume with the same config" in capsys.readouterr().err
+    bad = ["sched.name=plateau", "sched.monitor=val_acc", "data.val_fraction=0"]
+    assert main(["train", "--set", *over, *bad]) == 2
+    assert "needs a validation split" in capsys.readouterr().err
