@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -18,7 +19,7 @@ from masnn.readout import mean_over_time
 CAUSAL_ATTN = ("none", "ca", "sa", "csa")
 
 
-class SpikingClassifier(nn.Module):
+class SpikingClassifier(nn.Module, abc.ABC):
     """Base class: input checks, the forward composition and the streaming contract.
 
     Subclasses set ``num_classes``, ``timesteps``, ``input_size``, ``attn``, ``placement`` and
@@ -39,21 +40,21 @@ class SpikingClassifier(nn.Module):
                 f"input, got shape {tuple(x_seq.shape)}"
             )
 
+    @abc.abstractmethod
     def forward_features(self, x_seq: Tensor) -> Tensor:
         """The last spiking feature sequence (before the head).
 
         Shape:
             x_seq: ``(T, B, C, H, W)``; output: ``(T, B, ...)`` spikes.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward_head_seq(self, feat_seq: Tensor) -> Tensor:
         """Per-step head output, before the readout over time.
 
         Shape:
             feat_seq: ``(T, B, ...)``; output: ``(T, B, D)``.
         """
-        raise NotImplementedError
 
     def head_final(self, pooled: Tensor) -> Tensor:
         """Map the time-pooled head output to class scores (identity by default).
