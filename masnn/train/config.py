@@ -75,7 +75,7 @@ class ModelCfg:
     """
 
     name: str = "ma_snn3_tiny"
-    attn: str | None = "tcsa"
+    attn: str | None = "ca"
     placement: str | None = None
     neuron: str | None = None
     reduction_t: int | None = None
