@@ -46,6 +46,7 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 def shutdown_distributed() -> None:
+    """Leave the process group (the trainer synchronises the ranks before, on success)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -394,6 +394,8 @@ def _train(
     if info.is_main:
         metrics["accounting"] = account(_unwrap(model), data, cfg, device)
         write_json(run_dir / "metrics.json", metrics)
+    if info.enabled:  # nobody leaves the process group while rank 0 still works
+        torch.distributed.barrier()
     return metrics
 
 
