@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from masnn.cli.selftest import check_backward, register_selftest
-from masnn.models import StreamingModel, count_neurons, create_model
+from masnn.models import StreamingModel, count_neurons, create_model, list_models, model_cfg
 
 
 @register_selftest("models")
@@ -37,3 +37,26 @@ def _models() -> dict[str, object]:
         "output rate": round(out.mean().item(), 3),
         "stream diff": diff,
     }
+
+
+#: Minimal shapes per family for the every-model check: (T, B, H, W).
+_MINIMAL = {"ma_snn3": (2, 2, 16, 16), "ma_snn5": (2, 1, 128, 128), "ms_resnet": (1, 2, 32, 32)}
+
+
+@register_selftest("zoo")
+def _zoo() -> dict[str, object]:
+    """Every registered model once at a minimal shape: forward, backward, finite output."""
+    g = torch.Generator().manual_seed(0)
+    facts: dict[str, object] = {}
+    for name in list_models():
+        cfg = model_cfg(name)
+        t, b, h, w = _MINIMAL[cfg.family]
+        c = cfg.input_size[0]
+        model = create_model(name, timesteps=t, input_size=(c, h, w), num_classes=10)
+        x = torch.poisson(torch.full((t, b, c, h, w), 0.5), generator=g)
+        out = model(x)
+        if out.shape != (b, 10) or not torch.isfinite(out).all():
+            raise RuntimeError(f"{name}: bad output {tuple(out.shape)}")
+        n = check_backward(model, out.float().pow(2).mean())
+        facts[name] = f"{n / 1e6:.2f} M params"
+    return facts
