@@ -3,7 +3,8 @@
 Launch with ``torchrun --nproc_per_node=N -m masnn.cli train ...``. The process group uses
 NCCL on CUDA and gloo on CPU. Training batches are *global*: ``run.batch_size`` samples per
 step, split evenly over the ranks, so N processes compute the same update as one process
-(gradients are averaged). Evaluation shards are disjoint and unpadded (rank ``r`` takes
+(gradients are averaged) for layers without batch statistics; BatchNorm uses SyncBatchNorm on
+CUDA and per-rank statistics on CPU. Evaluation shards are disjoint and unpadded (rank ``r`` takes
 samples ``r, r + N, ...``) and counts are summed over ranks, so every rank reports the
 metric of the whole set (the official code divided a shard's count by the full set size).
 """
