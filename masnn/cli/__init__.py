@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (MasnnError, ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+    except (MasnnError, ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:
         if os.environ.get("MASNN_TRACEBACK"):
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

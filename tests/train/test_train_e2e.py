@@ -160,3 +160,17 @@ def test_resume_via_cli_and_refusals(
     bad = ["sched.name=plateau", "sched.monitor=val_acc", "data.val_fraction=0"]
     assert main(["train", "--set", *over, *bad]) == 2
     assert "needs a validation split" in capsys.readouterr().err
+
+
+def test_tensorboard_logs_or_names_its_extra(
+    gesture_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL + ["run.tensorboard=true"]
+    if importlib.util.find_spec("tensorboard") is None:
+        assert main(["train", "--set", *over]) == 2
+        assert "pip install 'masnn[tb]'" in capsys.readouterr().err
+    else:
+        assert main(["train", "--set", *over]) == 0
+        assert list((tmp_path / "runs").glob("*/tb/events.out.tfevents.*"))
