@@ -25,6 +25,10 @@ def test_order_aware_beats_order_invariant_on_time_pairs(tmp_path: Path) -> None
         lightings=("fluorescent", "natural"),
         gesture_s=1.2,
         classes=(2, 3, 4, 5, 6, 7),
+        # the 1.0.0 subject spread: with only 6 training users, the default (2.5) leaves a tiny
+        # CNN too little data to learn any class well; the default set is measured by the
+        # benchmark (docs/data.md)
+        subject_jitter=1.0,
     )
     generate_synth_gesture(tmp_path, seed=0, cfg=cfg)
     torch.set_num_threads(2)
