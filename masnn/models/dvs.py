@@ -376,7 +376,9 @@ register_model(
             "reduction_c": "assumption",
         },
         rules=_RULES,
-        notes=("A CPU-sized ma_snn3 (to be calibrated by training); r_c = 8 keeps >= 2 units.",),
+        notes=(
+            "A CPU-sized ma_snn3 for the main job (docs/training.md); r_c = 8 keeps >= 2 units.",
+        ),
     )
 )(_build_ma_snn3)
 
