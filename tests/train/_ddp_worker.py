@@ -55,4 +55,5 @@ train_one_epoch(
 )
 if info.is_main:
     torch.save({k: v.detach() for k, v in net.module.state_dict().items()}, out / "ddp_params.pt")
+torch.distributed.barrier()  # no rank leaves the group while another still works
 torch.distributed.destroy_process_group()

@@ -24,6 +24,28 @@ from tests.train.ddp_common import K_STEPS, bn_free_snn, eval_model, overrides
 HERE = Path(__file__).resolve().parent
 
 
+GLOO_TEARDOWN = "terminate called without an active exception"
+
+
+def run_torchrun(
+    cmd: list[str], env: dict[str, str], clean: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a torchrun job; retry once if (and only if) a rank aborted in gloo's teardown.
+
+    Every job synchronises its ranks with a barrier before leaving the process group; a rare
+    abort inside gloo's destructor at process exit has still been seen on a loaded 2-core
+    machine. It happens after all results are written, so one retry keeps the test about the
+    results; a second failure of any kind fails the test.
+    """
+    for _ in range(2):
+        if clean is not None:  # a retried run must not find the first attempt's run dir
+            shutil.rmtree(clean, ignore_errors=True)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        if proc.returncode == 0 or GLOO_TEARDOWN not in proc.stdout + proc.stderr:
+            return proc
+    return proc
+
+
 def free_port() -> int:
     """A currently free TCP port on the loopback interface."""
     import socket
@@ -65,7 +87,7 @@ def test_torchrun_gloo_two_processes(gesture_root: Path, tmp_path: Path) -> None
         str(gesture_root),
         str(tmp_path),
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_torchrun(cmd, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     # single-process references
@@ -130,7 +152,7 @@ def test_masnn_train_under_torchrun_matches_one_process_test_counts(
         f"--master_port={free_port()}",
     ]
     cmd += ["-m", "masnn.cli", "train", "--set", *over, "run.name=ddp"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = run_torchrun(cmd, env, clean=tmp_path / "runs")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = list((tmp_path / "runs").iterdir())
     assert [r.name for r in runs] == ["ddp"]
