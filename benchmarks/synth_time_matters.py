@@ -176,7 +176,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     tic = time.perf_counter()
-    root = ensure_synth_gesture(args.root, args.size, args.seed, verbose=True)
+    if args.root is not None and (args.root / "manifest.json").is_file():
+        root = args.root  # a complete set (any configuration): measure it as it is
+    else:
+        root = ensure_synth_gesture(args.root, args.size, args.seed, verbose=True)
     res = run(root, args.timesteps, args.dt_ms, args.bins, args.crops, args.epochs, seed=args.seed)
     print(f"set {root} (T={args.timesteps}, dt={args.dt_ms} ms, 32x32, bins={args.bins})")
     print(f"{'model/input':14s} {'acc':>6s} {'pairs':>6s} {'swaps':>6s}")
