@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from masnn.analysis._hooks import HookSet
 from masnn.neurons import LIF
 
 #: Neuron-count conventions (``ModelCfg.neuron_count``): every LIF layer, or conv LIF layers.
@@ -121,7 +122,7 @@ class _Pending:
     rank: int
 
 
-class SpikeMonitor:
+class SpikeMonitor(HookSet):
     """Count spikes of every LIF layer of ``model`` while inside a ``with`` block.
 
     Args:
@@ -153,6 +154,7 @@ class SpikeMonitor:
         neuron_layers: NeuronFilter = None,
         per_sample: bool = True,
     ) -> None:
+        super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"SpikeMonitor needs an nn.Module, got {type(model).__name__}")
         self.model = model
@@ -164,35 +166,18 @@ class SpikeMonitor:
         if not self._lifs:
             raise ValueError(f"{type(model).__name__} contains no masnn.neurons.LIF layer")
         self.layers: dict[str, LayerSpikes] = {n: LayerSpikes(n) for n, _ in self._lifs}
-        self._handles: list[Any] = []
         self._pending: dict[str, _Pending] = {}
-        self._depth = 0
         self._net_steps: list[Tensor] = []  # (T, B) per forward, counted layers only
 
-    # -- lifetime -------------------------------------------------------------------------
-    def __enter__(self) -> SpikeMonitor:
-        if self._handles:
-            raise RuntimeError("SpikeMonitor is already active")
-        try:
-            for name, mod in self._lifs:
-                self._handles.append(mod.register_forward_hook(self._make_hook(name)))
-            self._handles.append(self.model.register_forward_pre_hook(self._begin))
-            self._handles.append(self.model.register_forward_hook(self._end, always_call=True))
-        except BaseException:
-            self.close()
-            raise
-        return self
+    # -- lifetime (enter/exit/close from HookSet) ------------------------------------------
+    def _install(self) -> None:
+        for name, mod in self._lifs:
+            self._handles.append(mod.register_forward_hook(self._make_hook(name)))
+        self._handles.append(self.model.register_forward_pre_hook(self._begin))
+        self._handles.append(self.model.register_forward_hook(self._end, always_call=True))
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Remove every hook (idempotent) and merge a pending forward."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-        self._depth = 0
-        self._flush()
+    def _on_close(self) -> None:
+        self._flush()  # merge a pending forward
 
     # -- hooks ----------------------------------------------------------------------------
     def _begin(self, module: nn.Module, args: Any) -> None:

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masnn.analysis._hooks import HookSet
+
 #: Attention MAC conventions: ``paper_table5`` (one pass of the gate's learned map per step,
 #: reproduces paper Table 5's +276,480 for CBAM-CA) and ``full`` (pools, both MLP branches,
 #: sigmoid and the element-wise gating).
@@ -242,7 +244,7 @@ def _under_attention(model: nn.Module) -> set[int]:
     return inside
 
 
-class OpsCounter:
+class OpsCounter(HookSet):
     """Count ACs, MACs and attention MACs of ``model`` while inside a ``with`` block.
 
     Args:
@@ -262,6 +264,7 @@ class OpsCounter:
     """
 
     def __init__(self, model: nn.Module, *, batch_size: int | None = None) -> None:
+        super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"OpsCounter needs an nn.Module, got {type(model).__name__}")
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
@@ -273,42 +276,23 @@ class OpsCounter:
         self.attention: dict[str, AttnOps] = {}
         self._fanout: dict[tuple[int, tuple[int, ...]], Tensor] = {}
         self._seen: set[str] = set()
-        self._depth = 0
-        self._handles: list[Any] = []
 
-    def __enter__(self) -> OpsCounter:
-        if self._handles:
-            raise RuntimeError("OpsCounter is already active")
+    def _install(self) -> None:  # enter/exit/close from HookSet
         root = type(self.model).__name__
         skip = _under_attention(self.model)
         attn_types = _attention_types()
-        try:
-            self._handles.append(self.model.register_forward_pre_hook(self._begin))
-            self._handles.append(self.model.register_forward_hook(self._end, always_call=True))
-            for name, mod in self.model.named_modules():
-                name = name or root
-                kind = next((k for t, k in attn_types.items() if type(mod) is t), None)
-                if kind is not None:
-                    self.attention[name] = AttnOps(name, kind)
-                    self._handles.append(mod.register_forward_hook(self._attn_hook(name)))
-                elif isinstance(mod, _CONNECTIONS) and id(mod) not in skip:
-                    lk = "linear" if isinstance(mod, nn.Linear) else "conv"
-                    self.layers[name] = LayerOps(name, lk)
-                    self._handles.append(mod.register_forward_hook(self._conn_hook(name)))
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Remove every hook (idempotent)."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-        self._depth = 0
+        self._handles.append(self.model.register_forward_pre_hook(self._begin))
+        self._handles.append(self.model.register_forward_hook(self._end, always_call=True))
+        for name, mod in self.model.named_modules():
+            name = name or root
+            kind = next((k for t, k in attn_types.items() if type(mod) is t), None)
+            if kind is not None:
+                self.attention[name] = AttnOps(name, kind)
+                self._handles.append(mod.register_forward_hook(self._attn_hook(name)))
+            elif isinstance(mod, _CONNECTIONS) and id(mod) not in skip:
+                lk = "linear" if isinstance(mod, nn.Linear) else "conv"
+                self.layers[name] = LayerOps(name, lk)
+                self._handles.append(mod.register_forward_hook(self._conn_hook(name)))
 
     def _begin(self, module: nn.Module, args: Any) -> None:
         self._depth += 1
