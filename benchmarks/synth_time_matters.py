@@ -14,7 +14,10 @@ Run::
 
     python benchmarks/synth_time_matters.py --root DIR [--seed 0] [--size small]
 
-(``--root`` is generated if it does not hold the set.) Numbers go to ``docs/data.md``.
+(``--root`` is generated if it does not hold the set.) ``--checkpoint RUN/best.pt`` (repeatable)
+adds trained masnn models (e.g. the SNNs of the calibration runs; each is evaluated on its own
+run's data, which should be the set given by ``--root``), scored on the same pair
+classes from the confusion matrix of ``masnn eval``. Numbers go to ``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -140,6 +143,19 @@ def scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
+def scores_from_confusion(confusion: list[list[int]]) -> dict[str, float]:
+    """:func:`scores` from a confusion matrix (rows: true class index = IBM id - 1)."""
+    c = np.asarray(confusion, dtype=float)
+    pairs = [k - 1 for k in PAIR_CLASSES]
+    partner = {a - 1: b - 1 for p in TIME_PAIRS for a, b in (p, p[::-1])}
+    n_pairs = c[pairs].sum()
+    return {
+        "acc": float(np.trace(c) / c.sum()),
+        "acc_pairs": float(sum(c[i, i] for i in pairs) / n_pairs),
+        "pair_swaps": float(sum(c[i, partner[i]] for i in pairs) / n_pairs),
+    }
+
+
 def run(
     root: Path,
     timesteps: int = 16,
@@ -173,6 +189,13 @@ def main() -> None:
     ap.add_argument("--bins", type=int, default=4)
     ap.add_argument("--crops", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        help="a masnn checkpoint to score on the same pair classes (repeatable)",
+    )
+    ap.add_argument("--skip-baselines", action="store_true", help="only score --checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(2)
     tic = time.perf_counter()
@@ -180,7 +203,16 @@ def main() -> None:
         root = args.root  # a complete set (any configuration): measure it as it is
     else:
         root = ensure_synth_gesture(args.root, args.size, args.seed, verbose=True)
-    res = run(root, args.timesteps, args.dt_ms, args.bins, args.crops, args.epochs, seed=args.seed)
+    res = {}
+    if not args.skip_baselines:
+        res = run(
+            root, args.timesteps, args.dt_ms, args.bins, args.crops, args.epochs, seed=args.seed
+        )
+    for ck in args.checkpoint:
+        from masnn.train.evaluate import evaluate_checkpoint
+
+        ev = evaluate_checkpoint(ck)  # on the data the checkpoint was trained with
+        res[f"ckpt:{ck}"] = scores_from_confusion(ev["stats"]["confusion"])
     print(f"set {root} (T={args.timesteps}, dt={args.dt_ms} ms, 32x32, bins={args.bins})")
     print(f"{'model/input':14s} {'acc':>6s} {'pairs':>6s} {'swaps':>6s}")
     for k, v in res.items():

@@ -70,6 +70,11 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test")
     _add_set(p, "override data keys (e.g. data.root=... when the data moved)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument(
+        "--per-class",
+        action="store_true",
+        help="also print each class's accuracy and what it is most often mistaken for",
+    )
 
 
 @register_command(
@@ -88,4 +93,22 @@ def run_eval(args: argparse.Namespace) -> int:
         f"[single clip {100 * s['acc_single']:.2f} %, >50 % clips {100 * s['acc_official']:.2f} %]"
     )
     print(res["summary"])
+    if args.per_class:
+        print(format_per_class(s["confusion"], res["class_names"]))
     return 0
+
+
+def format_per_class(confusion: list[list[int]], names: list[str]) -> str:
+    """One line per class: recall, sample count and the most frequent wrong prediction."""
+    w = max(len(n) for n in names)
+    lines = [f"{'class':{w}s}  {'acc':>7s}  {'n':>4s}  most often mistaken for"]
+    for i, row in enumerate(confusion):
+        n = sum(row)
+        if n == 0:
+            lines.append(f"{names[i]:{w}s}  {'-':>7s}  {0:4d}")
+            continue
+        wrong = [(c, j) for j, c in enumerate(row) if j != i and c > 0]
+        worst = max(wrong) if wrong else None
+        miss = f"{names[worst[1]]} ({worst[0]})" if worst else "-"
+        lines.append(f"{names[i]:{w}s}  {100 * row[i] / n:6.2f}%  {n:4d}  {miss}")
+    return "\n".join(lines)

@@ -92,6 +92,8 @@ class SynthGestureCfg:
     gesture_s: float = 2.0
     noise_scale: float = 1.0
     subject_jitter: float = 2.5
+    tempo_jitter: float | None = None
+    amplitude_jitter: float | None = None
     pair_offset: float = 0.0
     classes: tuple[int, ...] = tuple(G.GESTURE_CLASSES)
     camera: CameraCfg = field(default_factory=CameraCfg)
@@ -107,8 +109,14 @@ class SynthGestureCfg:
             raise ValueError("need >= 1 train and >= 1 test user, at most 99 in total")
         if self.gesture_s < 1.0:
             raise ValueError(f"gesture_s must be >= 1.0 s, got {self.gesture_s}")
-        for name in ("noise_scale", "subject_jitter", "pair_offset"):
-            if getattr(self, name) < 0:
+        for name in (
+            "noise_scale",
+            "subject_jitter",
+            "tempo_jitter",
+            "amplitude_jitter",
+            "pair_offset",
+        ):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.classes or not set(self.classes) <= set(G.GESTURE_CLASSES):
             raise ValueError(f"classes must be a non-empty subset of 1..11, got {self.classes}")
@@ -218,7 +226,12 @@ def _generate_file(args: tuple[SynthGestureCfg, int, _FileJob, str]) -> dict[str
     """Render, simulate and write one recording plus its labels; return its statistics."""
     cfg, seed, job, out = args
     camera = Camera.draw(cfg.camera, DVS128, _rng(seed, _SALT_CAMERA))
-    subject = G.Subject.draw(_rng(seed, _SALT_SUBJECT, job.user), cfg.subject_jitter)
+    subject = G.Subject.draw(
+        _rng(seed, _SALT_SUBJECT, job.user),
+        cfg.subject_jitter,
+        cfg.tempo_jitter,
+        cfg.amplitude_jitter,
+    )
     lighting = LIGHTINGS[job.lighting]
     rng = _rng(seed, _SALT_FILE, job.user, cfg.lightings.index(job.lighting))
     scene = _build_scene(subject, lighting, rng)

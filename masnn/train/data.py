@@ -36,9 +36,19 @@ class DataBundle:
     test: FramedSamples
     num_classes: int
     in_shape: tuple[int, int, int]  # (C, H, W) of one frame
+    class_names: tuple[str, ...]
     root: Path
     fingerprint: dict[str, Any]
     split_info: dict[str, Any]
+
+
+def _class_names(src: Any) -> tuple[str, ...]:
+    """Gesture names, gait subject folders, else the label indices as text."""
+    names = getattr(src, "classes", None) or getattr(src, "subjects", None)
+    n = int(src.num_classes)
+    if names is None or len(names) != n:
+        return tuple(str(i) for i in range(n))
+    return tuple(str(v) for v in names)
 
 
 class FramedSamples(torch.utils.data.Dataset):
@@ -178,6 +188,7 @@ def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
         test=test,
         num_classes=int(train_src.num_classes),
         in_shape=(c, h, w),
+        class_names=_class_names(train_src),
         root=Path(root),
         fingerprint=fingerprint(Path(root)),
         split_info={

@@ -132,6 +132,7 @@ class EvalStats:
 
     ``acc`` is the primary metric: single-clip accuracy for ``k = 1``, else the majority vote
     over clips. ``acc_official`` is the official code's rule (> 50 % of clips correct).
+    ``confusion[i][j]`` counts samples of class ``i`` whose primary prediction is ``j``.
     """
 
     loss: float
@@ -141,6 +142,11 @@ class EvalStats:
     acc_official: float
     correct: int
     samples: int
+    confusion: list[list[int]]
+
+    def per_class(self) -> list[float | None]:
+        """Recall of each class (``None`` for a class absent from the split)."""
+        return [row[i] / sum(row) if sum(row) else None for i, row in enumerate(self.confusion)]
 
 
 @torch.no_grad()
@@ -152,10 +158,18 @@ def evaluate(
     device: torch.device,
     info: DistInfo,
     amp: str = "none",
+    num_classes: int | None = None,
 ) -> EvalStats:
-    """Evaluate; batches may carry ``k`` clips per sample as ``(k, T, B, ...)``."""
+    """Evaluate; batches may carry ``k`` clips per sample as ``(k, T, B, ...)``.
+
+    ``num_classes`` sizes the confusion matrix (default: the model's output width, which
+    every rank must then see in at least one batch).
+    """
     model.eval()
     loss_sum = single = major = official = n = 0.0
+    conf: Tensor | None = None
+    if num_classes is not None:
+        conf = torch.zeros(num_classes * num_classes, dtype=torch.float64)
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         if x.dim() == 6:  # (k, T, B, C, H, W): fold clips into the batch
@@ -176,11 +190,21 @@ def evaluate(
         votes.scatter_add_(1, pred.t(), torch.ones_like(pred.t(), dtype=votes.dtype))
         # ties broken towards the summed output, then the lowest class index
         score = votes + 1e-6 * torch.softmax(out.sum(0), -1)
-        major += (score.argmax(1) == y).sum().item()
+        primary = score.argmax(1)
+        major += (primary == y).sum().item()
         n += b
-    loss_sum, single, major, official, n = all_reduce_sum(
-        [loss_sum, single, major, official, n], info, device
+        classes = num_classes or out.shape[-1]
+        if conf is None:
+            conf = torch.zeros(classes * classes, dtype=torch.float64)
+        conf += torch.bincount(
+            (y * classes + primary).cpu(), minlength=classes * classes
+        ).double()
+    flat = conf.tolist() if conf is not None else []
+    loss_sum, single, major, official, n, *flat = all_reduce_sum(
+        [loss_sum, single, major, official, n, *flat], info, device
     )
+    k_cls = int(round(len(flat) ** 0.5))
+    confusion = [[int(round(v)) for v in flat[i * k_cls : (i + 1) * k_cls]] for i in range(k_cls)]
     n_ = max(n, 1.0)
     acc_major = major / n_
     return EvalStats(
@@ -191,4 +215,5 @@ def evaluate(
         acc_official=official / n_,
         correct=int(round(major)),
         samples=int(n),
+        confusion=confusion,
     )

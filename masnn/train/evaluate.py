@@ -20,7 +20,8 @@ def evaluate_checkpoint(
     """Rebuild data and model from the checkpoint's config and evaluate ``split``.
 
     Returns:
-        ``{"stats": EvalStats as dict, "accounting": {...}, "summary": str, "epoch": int}``.
+        ``{"stats": EvalStats as dict, "accounting": {...}, "summary": str, "epoch": int,
+        "class_names": [...]}``.
     """
     from masnn.train.runner import _eval_loader, account, build_model
 
@@ -52,6 +53,7 @@ def evaluate_checkpoint(
         device=device,
         info=DistInfo(),
         amp=cfg.run.amp,
+        num_classes=data.num_classes,
     )
     acc = account(model, data, cfg, device) if split == "test" else {}
     summary = ""
@@ -60,4 +62,10 @@ def evaluate_checkpoint(
             f"NASAR {acc['nasar']:.4f} | spikes/sample {acc['spikes_per_sample'] / 1e6:.3f} M | "
             f"energy {acc['energy_mj']:.4f} mJ/sample"
         )
-    return {"stats": asdict(stats), "accounting": acc, "summary": summary, "epoch": state["epoch"]}
+    return {
+        "stats": asdict(stats),
+        "accounting": acc,
+        "summary": summary,
+        "epoch": state["epoch"],
+        "class_names": list(data.class_names),
+    }

@@ -327,6 +327,7 @@ def _train(
                 device=device,
                 info=info,
                 amp=cfg.run.amp,
+                num_classes=data.num_classes,
             )
             row.update(val_loss=v.loss, val_acc=v.acc)
             if v.acc > best["val_acc"]:
@@ -379,6 +380,7 @@ def _train(
         device=device,
         info=info,
         amp=cfg.run.amp,
+        num_classes=data.num_classes,
     )
     t_test = timer.stop("test")
     metrics: dict[str, Any] = {

@@ -34,7 +34,13 @@ loss_fn = make_loss(cfg.loss, data.num_classes)
 # 1. evaluation: disjoint unpadded shards, counts reduced over ranks
 model = eval_model(data)
 stats = evaluate(
-    model, _eval_loader(data.test, cfg, info), loss_fn, device=device, info=info, amp="none"
+    model,
+    _eval_loader(data.test, cfg, info),
+    loss_fn,
+    device=device,
+    info=info,
+    amp="none",
+    num_classes=data.num_classes,
 )
 shard = eval_indices(len(data.test), info)
 (out / f"rank{info.rank}.json").write_text(json.dumps({"shard": shard, "stats": asdict(stats)}))

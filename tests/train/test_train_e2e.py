@@ -51,6 +51,15 @@ def test_train_writes_provenance_and_eval_reproduces(
     res = json.loads(proc.stdout)
     assert res["stats"] == metrics["test"]
     assert res["accounting"]["nasar"] == pytest.approx(metrics["accounting"]["nasar"], abs=0)
+    conf = metrics["test"]["confusion"]
+    assert len(conf) == 11 and sum(map(sum, conf)) == 11
+    assert sum(conf[i][i] for i in range(11)) == metrics["test"]["correct"]
+    assert res["class_names"][3] == "right_arm_clockwise"
+    # per-class view: one line per class, counts from the same confusion matrix
+    assert main(["eval", str(run / "best.pt"), "--per-class"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index(next(x for x in lines if x.startswith("class"))) + 1 :]
+    assert len(table) == 11 and table[0].startswith("hand_clapping")
 
 
 def test_test_clips_protocols(gesture_root: Path, tmp_path: Path) -> None:
