@@ -5,12 +5,18 @@ and ``_labels.csv`` exists, every CSV parses (header, three integer columns, ``e
 class 1..11), per-split sample counts against 1176 / 288, and overlapping label rows (the known
 ``user22_led`` quirk is reported as such). ``--decode`` also reads every ``.aedat`` fully;
 otherwise only its version line is checked. Exit code 0 when nothing is wrong, 1 otherwise.
+
+A masnn synthetic set (``masnn data synth-gesture``; it has a ``manifest.json`` naming the
+generator) is checked against its own manifest instead: its file and sample counts, and the
+size of every recording.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +35,23 @@ from masnn.events.schema import DVS128
 KNOWN_OVERLAPS = {"user22_led"}
 
 
+def _synthetic_manifest(d: Path) -> dict[str, Any] | None:
+    """The manifest of a masnn synthetic set in ``d``, else ``None`` (raises if unreadable)."""
+    path = d / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        man = json.loads(path.read_text())
+        if "generator_version" not in man:
+            return None
+        counts = man["totals"]
+        _ = [int(counts[k][s]) for k in ("files", "samples") for s in ("train", "test")]
+        _ = [(f["file"], int(f["bytes"])) for f in man["files"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataFormatError(path, f"unreadable synthetic-set manifest ({e})") from e
+    return dict(man)
+
+
 def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], list[str]]:
     """Return ``(problems, notes)`` for a DVS128 Gesture directory (IBM layout)."""
     problems: list[str] = []
@@ -40,6 +63,25 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
     if layout != "ibm":
         notes.append(f"{d}: {layout} layout (pre-processed); only the IBM release can be verified")
         return problems, notes
+    try:
+        man = _synthetic_manifest(d)
+    except DataFormatError as e:
+        return [str(e)], notes
+    expected_trials, expected_samples, what = EXPECTED_TRIALS, EXPECTED_SAMPLES, "full release"
+    if man is not None:
+        expected_trials = {s: int(man["totals"]["files"][s]) for s in ("train", "test")}
+        expected_samples = {s: int(man["totals"]["samples"][s]) for s in ("train", "test")}
+        what = "manifest"
+        notes.append(
+            f"{d}: masnn synthetic set (generator {man['generator_version']}, seed "
+            f"{man.get('seed')}), checked against its manifest"
+        )
+        for f in man["files"]:
+            path = d / f["file"]
+            if path.is_file() and path.stat().st_size != int(f["bytes"]):
+                problems.append(
+                    f"{path}: {path.stat().st_size} bytes, the manifest says {f['bytes']}"
+                )
     for split in ("train", "test"):
         listing = d / f"trials_to_{split}.txt"
         if not listing.is_file():
@@ -50,10 +92,10 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
         except DataFormatError as e:
             problems.append(str(e))
             continue
-        if len(trials) != EXPECTED_TRIALS[split]:
+        if len(trials) != expected_trials[split]:
             problems.append(
-                f"{listing}: lists {len(trials)} trial files, the full release has "
-                f"{EXPECTED_TRIALS[split]}"
+                f"{listing}: lists {len(trials)} trial files, the {what} has "
+                f"{expected_trials[split]}"
             )
         samples = 0
         for trial in trials:
@@ -95,10 +137,10 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
                         notes.append(msg + " - known quirk of the IBM release, kept as is")
                     else:
                         problems.append(msg)
-        if samples != EXPECTED_SAMPLES[split]:
+        if samples != expected_samples[split]:
             problems.append(
-                f"{d} [{split}]: {samples} labelled samples, the full release gives "
-                f"{EXPECTED_SAMPLES[split]}"
+                f"{d} [{split}]: {samples} labelled samples, the {what} gives "
+                f"{expected_samples[split]}"
             )
         else:
             notes.append(f"{split}: {len(trials)} trial files, {samples} samples")

@@ -94,6 +94,7 @@ class SynthGestureCfg:
     subject_jitter: float = 2.5
     tempo_jitter: float | None = None
     amplitude_jitter: float | None = None
+    position_jitter: float | None = None
     pair_offset: float = 0.0
     classes: tuple[int, ...] = tuple(G.GESTURE_CLASSES)
     camera: CameraCfg = field(default_factory=CameraCfg)
@@ -114,6 +115,7 @@ class SynthGestureCfg:
             "subject_jitter",
             "tempo_jitter",
             "amplitude_jitter",
+            "position_jitter",
             "pair_offset",
         ):
             if getattr(self, name) is not None and getattr(self, name) < 0:
@@ -231,6 +233,7 @@ def _generate_file(args: tuple[SynthGestureCfg, int, _FileJob, str]) -> dict[str
         cfg.subject_jitter,
         cfg.tempo_jitter,
         cfg.amplitude_jitter,
+        cfg.position_jitter,
     )
     lighting = LIGHTINGS[job.lighting]
     rng = _rng(seed, _SALT_FILE, job.user, cfg.lightings.index(job.lighting))

@@ -81,21 +81,24 @@ class Subject:
         jitter: float = 1.0,
         tempo_jitter: float | None = None,
         amplitude_jitter: float | None = None,
+        position_jitter: float | None = None,
     ) -> Subject:
         """Draw a subject.
 
-        ``jitter`` scales the spread of size and position, ``tempo_jitter`` that of the tempo
-        and ``amplitude_jitter`` that of the motion amplitude (``None``: same as ``jitter``).
-        The draws are made in the same order whatever the spreads.
+        ``jitter`` scales the spread of body size; ``tempo_jitter``, ``amplitude_jitter`` and
+        ``position_jitter`` those of the tempo, the motion amplitude and the torso position
+        (``None``: same as ``jitter``). The draws are made in the same order whatever the
+        spreads.
         """
         tj = jitter if tempo_jitter is None else tempo_jitter
         aj = jitter if amplitude_jitter is None else amplitude_jitter
+        pj = jitter if position_jitter is None else position_jitter
         sign = 1.0 if rng.random() < 0.5 else -1.0
         return cls(
             scale=float(1.35 * (1.0 + jitter * rng.uniform(-0.12, 0.12))),
             speed=float(np.exp(tj * rng.uniform(-0.25, 0.25))),
             amplitude=float(1.0 + aj * rng.uniform(-0.2, 0.2)),
-            offset=(float(jitter * rng.uniform(-8, 8)), float(jitter * rng.uniform(-4, 5))),
+            offset=(float(pj * rng.uniform(-8, 8)), float(pj * rng.uniform(-4, 5))),
             sleeve_contrast=float(sign * rng.uniform(0.5, 1.0)),
             skin_contrast=float(rng.uniform(0.3, 0.7)),
         )

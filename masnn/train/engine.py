@@ -196,9 +196,7 @@ def evaluate(
         classes = num_classes or out.shape[-1]
         if conf is None:
             conf = torch.zeros(classes * classes, dtype=torch.float64)
-        conf += torch.bincount(
-            (y * classes + primary).cpu(), minlength=classes * classes
-        ).double()
+        conf += torch.bincount((y * classes + primary).cpu(), minlength=classes * classes).double()
     flat = conf.tolist() if conf is not None else []
     loss_sum, single, major, official, n, *flat = all_reduce_sum(
         [loss_sum, single, major, official, n, *flat], info, device

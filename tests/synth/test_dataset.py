@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -197,6 +198,9 @@ def test_config_validation() -> None:
         synth_config("small", lightings=("disco",))
     with pytest.raises(ValueError, match="classes"):
         synth_config("small", classes=(0, 1))
+    for knob in ("subject_jitter", "tempo_jitter", "amplitude_jitter", "position_jitter"):
+        with pytest.raises(ValueError, match=f"{knob} must be >= 0"):
+            synth_config("small", **{knob: -0.5})
 
 
 def test_full_preset_mirrors_ibm_release() -> None:
@@ -250,3 +254,23 @@ def test_refuses_to_overwrite_a_foreign_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="data.dataset=dvs128_gesture"):
         ensure_synth_gesture(real, cfg=tiny_cfg())
     assert {p.name: p.read_bytes() for p in real.iterdir()} == before
+
+
+def test_verify_checks_a_synthetic_set_against_its_manifest(tiny_set: Path, tmp_path: Path) -> None:
+    from masnn.cli.data_verify import verify_gesture
+
+    root = tmp_path / "set"
+    shutil.copytree(tiny_set, root)
+    problems, notes = verify_gesture(root, decode=True)
+    assert problems == [] and any("masnn synthetic set" in n for n in notes)
+    aedat = next(root.glob("*.aedat"))
+    aedat.write_bytes(aedat.read_bytes()[:-100])  # cut a recording short
+    (root / "trials_to_test.txt").write_text("")  # and lose a trial list's entries
+    problems, _ = verify_gesture(root)
+    text = "\n".join(problems)
+    assert f"{aedat}: " in text and "the manifest says" in text
+    assert "lists 0 trial files, the manifest has 1" in text
+    assert "0 labelled samples, the manifest gives 3" in text
+    (root / "manifest.json").write_text('{"generator_version": "1.2.0"}')
+    problems, _ = verify_gesture(root)
+    assert len(problems) == 1 and "unreadable synthetic-set manifest" in problems[0]

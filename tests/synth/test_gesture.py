@@ -77,3 +77,20 @@ def test_unknown_class_raises() -> None:
         G.draw_gesture_params(
             12, np.random.default_rng(0), G.Subject.draw(np.random.default_rng(0))
         )
+
+
+def test_subject_spreads_are_independent_and_default_to_jitter() -> None:
+    """Each spread scales only its own attribute; ``None`` follows ``jitter`` (same draws)."""
+    rng = lambda: np.random.default_rng(7)  # noqa: E731
+    base = G.Subject.draw(rng(), 2.5)
+    assert G.Subject.draw(rng(), 2.5, 2.5, 2.5, 2.5) == base
+    pos = G.Subject.draw(rng(), 2.5, position_jitter=1.0)
+    assert pos.offset == pytest.approx((base.offset[0] / 2.5, base.offset[1] / 2.5))
+    assert (pos.scale, pos.speed, pos.amplitude) == (base.scale, base.speed, base.amplitude)
+    tempo = G.Subject.draw(rng(), 2.5, tempo_jitter=1.0)
+    assert np.log(tempo.speed) == pytest.approx(np.log(base.speed) / 2.5)
+    assert (tempo.scale, tempo.amplitude, tempo.offset) == (base.scale, base.amplitude, base.offset)
+    amp = G.Subject.draw(rng(), 2.5, amplitude_jitter=0.0)
+    assert amp.amplitude == 1.0 and amp.speed == base.speed
+    still = G.Subject.draw(rng(), 0.0)
+    assert (still.scale, still.speed, still.amplitude, still.offset) == (1.35, 1.0, 1.0, (0.0, 0.0))
