@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from masnn.synth import generate_synth_gesture
@@ -37,3 +38,12 @@ def test_order_aware_beats_order_invariant_on_time_pairs(tmp_path: Path) -> None
     assert invariant["acc_pairs"] <= 0.60  # the bound: ~ chance within each pair
     assert aware["acc_pairs"] >= invariant["acc_pairs"] + 0.2
     assert aware["pair_swaps"] < invariant["pair_swaps"]
+
+
+def test_checkpoint_scores_from_a_confusion_matrix_match_prediction_scores() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(1, 12, 500)
+    pred = np.where(rng.random(500) < 0.6, y, rng.integers(1, 12, 500))
+    conf = np.zeros((11, 11), dtype=int)
+    np.add.at(conf, (y - 1, pred - 1), 1)
+    assert B.scores_from_confusion(conf.tolist()) == pytest.approx(B.scores(pred, y))
