@@ -180,6 +180,13 @@ def evaluate(
         with autocast_context(device, amp):
             out = model(xf).float()  # (k*B, K)
         out = out.reshape(k, b, -1)  # (k, B, K)
+        classes = num_classes or out.shape[-1]
+        top = int(y.max()) if y.numel() else -1
+        if out.shape[-1] > classes or top >= classes:
+            raise ValueError(
+                f"labels must be < num_classes={classes} and the model must output at most "
+                f"that many classes; got label {top}, {out.shape[-1]} outputs"
+            )
         yk = y.unsqueeze(0).expand(k, b)
         loss_sum += loss_fn(out.reshape(k * b, -1), yk.reshape(-1)).item() * b
         pred = out.argmax(-1)  # (k, B)
@@ -193,7 +200,6 @@ def evaluate(
         primary = score.argmax(1)
         major += (primary == y).sum().item()
         n += b
-        classes = num_classes or out.shape[-1]
         if conf is None:
             conf = torch.zeros(classes * classes, dtype=torch.float64)
         conf += torch.bincount((y * classes + primary).cpu(), minlength=classes * classes).double()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -72,3 +73,11 @@ def test_confusion_sums_over_batches() -> None:
     s = _eval([(a, torch.tensor([0])), (b, torch.tensor([2, 0]))])
     assert s.confusion == [[2, 0, 0], [0, 0, 0], [0, 0, 1]]
     assert sum(map(sum, s.confusion)) == s.samples == 3
+
+
+def test_out_of_range_labels_raise() -> None:
+    x = _clips([[[0, 0, 1]]])[0]  # 3 outputs
+    with pytest.raises(ValueError, match="num_classes=2"):
+        _eval([(x, torch.tensor([0]))], num_classes=2)
+    with pytest.raises(ValueError, match="label 5"):
+        _eval([(x, torch.tensor([5]))])
