@@ -23,6 +23,13 @@ def evaluate_checkpoint(
         ``{"stats": EvalStats as dict, "accounting": {...}, "summary": str, "epoch": int,
         "class_names": [...]}``.
     """
+    from masnn.train.runner import torch_globals_restored
+
+    with torch_globals_restored():
+        return _evaluate_checkpoint(path, split, overrides)
+
+
+def _evaluate_checkpoint(path: str, split: str, overrides: list[str] | None) -> dict[str, Any]:
     from masnn.train.runner import _eval_loader, account, build_model
 
     state = ckpt_io.load_checkpoint(path)

@@ -14,11 +14,13 @@ state dicts as an uninterrupted one (same thread count).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,30 @@ from masnn.train.runlog import EpochLog, Timer, environment, write_json
 def _say(info: DistInfo, msg: str) -> None:
     if info.is_main:
         print(msg, flush=True)
+
+
+@contextlib.contextmanager
+def torch_globals_restored() -> Iterator[None]:
+    """Restore what a run changes globally: thread count, deterministic mode, cuDNN benchmark
+    and the python / numpy / torch RNG states (so ``train()`` leaves the caller's process as
+    it found it)."""
+    threads = torch.get_num_threads()
+    det = torch.are_deterministic_algorithms_enabled()
+    det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    bench = torch.backends.cudnn.benchmark
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det, warn_only=det_warn)
+        torch.backends.cudnn.benchmark = bench
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -156,21 +182,22 @@ def train(
                 f"--resume {resume}: the checkpoint was made with config {saved.hash()}, "
                 f"this run resolves to {cfg.hash()}; resume with the same config"
             )
-    if cfg.run.threads is not None:
-        torch.set_num_threads(cfg.run.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    info = init_distributed(device)
-    if info.enabled and device.type == "cuda":
-        torch.cuda.set_device(info.local_rank)
-        device = torch.device("cuda", info.local_rank)
-    seed_everything(cfg.run.seed, cfg.run.deterministic)
-    timer = Timer()
-    # progress bars only on a terminal: logs (CI, nohup) get the per-epoch lines alone
-    show = cfg.run.progress and not quiet and info.is_main and sys.stderr.isatty()
-    try:
-        return _train(cfg, state, resume, device, info, timer, show)
-    finally:
-        shutdown_distributed()
+    with torch_globals_restored():
+        if cfg.run.threads is not None:
+            torch.set_num_threads(cfg.run.threads)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        info = init_distributed(device)
+        if info.enabled and device.type == "cuda":
+            torch.cuda.set_device(info.local_rank)
+            device = torch.device("cuda", info.local_rank)
+        seed_everything(cfg.run.seed, cfg.run.deterministic)
+        timer = Timer()
+        # progress bars only on a terminal: logs (CI, nohup) get the per-epoch lines alone
+        show = cfg.run.progress and not quiet and info.is_main and sys.stderr.isatty()
+        try:
+            return _train(cfg, state, resume, device, info, timer, show)
+        finally:
+            shutdown_distributed()
 
 
 def _train(

@@ -183,3 +183,29 @@ def test_tensorboard_logs_or_names_its_extra(
     else:
         assert main(["train", "--set", *over]) == 0
         assert list((tmp_path / "runs").glob("*/tb/events.out.tfevents.*"))
+
+
+def test_train_and_eval_leave_torch_globals_as_they_were(
+    gesture_root: Path, tmp_path: Path
+) -> None:
+    import random
+
+    import numpy as np
+
+    from masnn.train.evaluate import evaluate_checkpoint
+
+    threads = torch.get_num_threads()
+    other = 1 if threads != 1 else 2
+    torch.manual_seed(123)
+    np.random.seed(5)
+    random.seed(7)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL
+    over += [f"run.threads={other}", "run.deterministic=true", "run.name=g"]
+    m = train(load_config(None, over), quiet=True)
+    evaluate_checkpoint(str(Path(m["run_dir"]) / "best.pt"))
+    assert torch.get_num_threads() == threads
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert random.getstate() == before[2]
