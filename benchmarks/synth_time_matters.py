@@ -16,7 +16,7 @@ Run::
 
 (``--root`` is generated if it does not hold the set.) ``--checkpoint RUN/best.pt`` (repeatable)
 adds trained masnn models (e.g. the SNNs of the calibration runs; each is evaluated on its own
-run's data, which should be the set given by ``--root``), scored on the same pair
+run's data; ``--skip-baselines`` scores only them), scored on the same pair
 classes from the confusion matrix of ``masnn eval``. Numbers go to ``docs/data.md``.
 """
 
@@ -146,7 +146,11 @@ def scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def scores_from_confusion(confusion: list[list[int]]) -> dict[str, float]:
     """:func:`scores` from a confusion matrix (rows: true class index = IBM id - 1)."""
     c = np.asarray(confusion, dtype=float)
+    if c.shape != (11, 11):
+        raise ValueError(f"expected an 11-class gesture confusion matrix, got shape {c.shape}")
     pairs = [k - 1 for k in PAIR_CLASSES]
+    if c[pairs].sum() == 0:
+        raise ValueError("no test sample of the time-pair classes (2-7) in this confusion matrix")
     partner = {a - 1: b - 1 for p in TIME_PAIRS for a, b in (p, p[::-1])}
     n_pairs = c[pairs].sum()
     return {
@@ -199,21 +203,21 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     tic = time.perf_counter()
-    if args.root is not None and (args.root / "manifest.json").is_file():
-        root = args.root  # a complete set (any configuration): measure it as it is
-    else:
-        root = ensure_synth_gesture(args.root, args.size, args.seed, verbose=True)
     res = {}
     if not args.skip_baselines:
+        if args.root is not None and (args.root / "manifest.json").is_file():
+            root = args.root  # a complete set (any configuration): measure it as it is
+        else:
+            root = ensure_synth_gesture(args.root, args.size, args.seed, verbose=True)
         res = run(
             root, args.timesteps, args.dt_ms, args.bins, args.crops, args.epochs, seed=args.seed
         )
+        print(f"set {root} (T={args.timesteps}, dt={args.dt_ms} ms, 32x32, bins={args.bins})")
     for ck in args.checkpoint:
         from masnn.train.evaluate import evaluate_checkpoint
 
         ev = evaluate_checkpoint(ck)  # on the data the checkpoint was trained with
         res[f"ckpt:{ck}"] = scores_from_confusion(ev["stats"]["confusion"])
-    print(f"set {root} (T={args.timesteps}, dt={args.dt_ms} ms, 32x32, bins={args.bins})")
     print(f"{'model/input':14s} {'acc':>6s} {'pairs':>6s} {'swaps':>6s}")
     for k, v in res.items():
         print(f"{k:14s} {v['acc']:6.3f} {v['acc_pairs']:6.3f} {v['pair_swaps']:6.3f}")

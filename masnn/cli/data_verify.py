@@ -76,9 +76,19 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
             f"{d}: masnn synthetic set (generator {man['generator_version']}, seed "
             f"{man.get('seed')}), checked against its manifest"
         )
+        from masnn.synth import GENERATOR_VERSION
+
+        if man["generator_version"] != GENERATOR_VERSION:
+            notes.append(
+                f"{d}: made by generator {man['generator_version']}, this masnn generates "
+                f"{GENERATOR_VERSION} (the default synthetic set of `masnn train` is regenerated "
+                "in its own directory; this one is still usable with data.dataset=dvs128_gesture)"
+            )
         for f in man["files"]:
             path = d / f["file"]
-            if path.is_file() and path.stat().st_size != int(f["bytes"]):
+            if not path.is_file():
+                problems.append(f"{path}: missing (listed in the manifest)")
+            elif path.stat().st_size != int(f["bytes"]):
                 problems.append(
                     f"{path}: {path.stat().st_size} bytes, the manifest says {f['bytes']}"
                 )
@@ -148,12 +158,17 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("root", help="DVS128 Gesture directory (DvsGesture/ of the IBM release)")
+    p.add_argument(
+        "root",
+        help="DVS128 Gesture directory (DvsGesture/ of the IBM release, or a masnn synthetic set)",
+    )
     p.add_argument("--decode", action="store_true", help="fully decode every .aedat file (slow)")
 
 
 @register_data_action(
-    "verify", "Check a DVS128 Gesture directory and say what is wrong.", _configure
+    "verify",
+    "Check a DVS128 Gesture directory (or a synthetic set) and say what is wrong.",
+    _configure,
 )
 def run(args: argparse.Namespace) -> int:
     problems, notes = verify_gesture(args.root, decode=args.decode)

@@ -85,6 +85,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
     res = evaluate_checkpoint(args.checkpoint, split=args.split, overrides=args.overrides)
     if args.json:
+        if args.per_class:  # per-class recall next to the confusion matrix it comes from
+            c = res["stats"]["confusion"]
+            res["per_class"] = {
+                name: (row[i] / sum(row) if sum(row) else None)
+                for i, (name, row) in enumerate(zip(res["class_names"], c))
+            }
         print(json.dumps(res, indent=2, default=str))
         return 0
     s = res["stats"]
@@ -100,15 +106,17 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def format_per_class(confusion: list[list[int]], names: list[str]) -> str:
     """One line per class: recall, sample count and the most frequent wrong prediction."""
-    w = max(len(n) for n in names)
+    w = max(5, *(len(n) for n in names))
     lines = [f"{'class':{w}s}  {'acc':>7s}  {'n':>4s}  most often mistaken for"]
     for i, row in enumerate(confusion):
         n = sum(row)
         if n == 0:
             lines.append(f"{names[i]:{w}s}  {'-':>7s}  {0:4d}")
             continue
-        wrong = [(c, j) for j, c in enumerate(row) if j != i and c > 0]
-        worst = max(wrong) if wrong else None
-        miss = f"{names[worst[1]]} ({worst[0]})" if worst else "-"
+        wrong = [j for j, c in enumerate(row) if j != i and c > 0]
+        miss = "-"
+        if wrong:  # the most frequent wrong class; ties go to the lowest index
+            j = max(wrong, key=lambda j: (row[j], -j))
+            miss = f"{names[j]} ({row[j]})"
         lines.append(f"{names[i]:{w}s}  {100 * row[i] / n:6.2f}%  {n:4d}  {miss}")
     return "\n".join(lines)

@@ -79,8 +79,10 @@ class SynthGestureCfg:
             position unless they are set below (2.5 since 1.1.0).
         tempo_jitter: spread of the subject tempo (``None``: ``subject_jitter``).
         amplitude_jitter: spread of the motion amplitude (``None``: ``subject_jitter``).
-        position_jitter: spread of the torso position (``None``: ``subject_jitter``; 1.0
-            since 1.2.0, so that the position spread stays below the size of an arm circle).
+        position_jitter: spread of the torso position. Default 1.0 since 1.2.0 (it does not
+            follow ``subject_jitter`` unless set to ``None``; ``None`` with the other defaults
+            gives 1.1.0's subjects), so that the position spread stays below the size of an
+            arm circle.
             Calibrated with the rest: a vanilla SNN reaches >= 40 % with the main job's budget
             and stays <= 90 % with 30 minutes (``docs/data.md``).
         pair_offset: pixels separating the second member of each time pair (0 = exact).

@@ -162,14 +162,18 @@ def evaluate(
 ) -> EvalStats:
     """Evaluate; batches may carry ``k`` clips per sample as ``(k, T, B, ...)``.
 
-    ``num_classes`` sizes the confusion matrix (default: the model's output width, which
-    every rank must then see in at least one batch).
+    ``num_classes`` sizes the confusion matrix (default: the model's output width; required
+    with DDP, where a rank may see no batch). A label or an output width beyond it raises on
+    every rank (the ranks agree before raising, so none is left waiting).
     """
+    if info.enabled and num_classes is None:
+        raise ValueError("evaluate() needs num_classes under DDP (a rank may get no batch)")
     model.eval()
     loss_sum = single = major = official = n = 0.0
     conf: Tensor | None = None
     if num_classes is not None:
         conf = torch.zeros(num_classes * num_classes, dtype=torch.float64)
+    bad: str | None = None
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         if x.dim() == 6:  # (k, T, B, C, H, W): fold clips into the batch
@@ -183,10 +187,11 @@ def evaluate(
         classes = num_classes or out.shape[-1]
         top = int(y.max()) if y.numel() else -1
         if out.shape[-1] > classes or top >= classes:
-            raise ValueError(
+            bad = (
                 f"labels must be < num_classes={classes} and the model must output at most "
                 f"that many classes; got label {top}, {out.shape[-1]} outputs"
             )
+            break
         yk = y.unsqueeze(0).expand(k, b)
         loss_sum += loss_fn(out.reshape(k * b, -1), yk.reshape(-1)).item() * b
         pred = out.argmax(-1)  # (k, B)
@@ -204,9 +209,11 @@ def evaluate(
             conf = torch.zeros(classes * classes, dtype=torch.float64)
         conf += torch.bincount((y * classes + primary).cpu(), minlength=classes * classes).double()
     flat = conf.tolist() if conf is not None else []
-    loss_sum, single, major, official, n, *flat = all_reduce_sum(
-        [loss_sum, single, major, official, n, *flat], info, device
+    n_bad, loss_sum, single, major, official, n, *flat = all_reduce_sum(
+        [float(bad is not None), loss_sum, single, major, official, n, *flat], info, device
     )
+    if n_bad:
+        raise ValueError(bad or f"evaluation failed on {int(n_bad)} other rank(s)")
     k_cls = int(round(len(flat) ** 0.5))
     confusion = [[int(round(v)) for v in flat[i * k_cls : (i + 1) * k_cls]] for i in range(k_cls)]
     n_ = max(n, 1.0)

@@ -53,18 +53,26 @@ def _say(info: DistInfo, msg: str) -> None:
 
 @contextlib.contextmanager
 def torch_globals_restored() -> Iterator[None]:
-    """Restore what a run changes globally: thread count, deterministic mode, cuDNN benchmark
-    and the python / numpy / torch RNG states (so ``train()`` leaves the caller's process as
-    it found it)."""
+    """Restore what a run changes globally: thread count, deterministic mode, cuDNN benchmark,
+    ``CUBLAS_WORKSPACE_CONFIG``, the current CUDA device and the python / numpy / torch RNG
+    states (so ``train()`` leaves the caller's process as it found it, also when it raises).
+    The process group is torn down separately (``shutdown_distributed``)."""
     threads = torch.get_num_threads()
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     det = torch.are_deterministic_algorithms_enabled()
     det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     bench = torch.backends.cudnn.benchmark
     rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    cuda = torch.cuda.is_available()
+    cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
+    cuda_dev = torch.cuda.current_device() if cuda else None
     try:
         yield
     finally:
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det, warn_only=det_warn)
         torch.backends.cudnn.benchmark = bench
@@ -73,6 +81,7 @@ def torch_globals_restored() -> Iterator[None]:
         torch.set_rng_state(rng[2])
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
+            torch.cuda.set_device(cuda_dev)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

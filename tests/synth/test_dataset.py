@@ -271,6 +271,13 @@ def test_verify_checks_a_synthetic_set_against_its_manifest(tiny_set: Path, tmp_
     assert f"{aedat}: " in text and "the manifest says" in text
     assert "lists 0 trial files, the manifest has 1" in text
     assert "0 labelled samples, the manifest gives 3" in text
+    aedat.unlink()
+    problems, _ = verify_gesture(root)
+    assert f"{aedat}: missing (listed in the manifest)" in "\n".join(problems)
+    man = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps({**man, "generator_version": "0.9.0"}))
+    _, notes = verify_gesture(root)
+    assert any("made by generator 0.9.0" in n for n in notes)
     (root / "manifest.json").write_text('{"generator_version": "1.2.0"}')
     problems, _ = verify_gesture(root)
     assert len(problems) == 1 and "unreadable synthetic-set manifest" in problems[0]

@@ -81,3 +81,22 @@ def test_out_of_range_labels_raise() -> None:
         _eval([(x, torch.tensor([0]))], num_classes=2)
     with pytest.raises(ValueError, match="label 5"):
         _eval([(x, torch.tensor([5]))])
+    with pytest.raises(ValueError, match="got label 3, 3 outputs"):
+        _eval([(x, torch.tensor([3]))], num_classes=3)
+
+
+def test_ddp_needs_num_classes() -> None:
+    info = DistInfo(rank=0, world_size=2, local_rank=0)
+    with pytest.raises(ValueError, match="needs num_classes under DDP"):
+        evaluate(_Echo(), [], _loss, device=torch.device("cpu"), info=info)
+
+
+def test_per_class_table_counts_ties_and_absent_classes() -> None:
+    from masnn.cli.train import format_per_class
+
+    conf = [[2, 1, 1], [0, 0, 0], [3, 0, 1]]
+    lines = format_per_class(conf, ["0", "1", "2"]).splitlines()
+    assert lines[0].startswith("class  ")  # header wider than the names
+    assert lines[1].split() == ["0", "50.00%", "4", "1", "(1)"]  # tie 1 vs 2: lowest index
+    assert lines[2].split() == ["1", "-", "0"]
+    assert lines[3].split() == ["2", "25.00%", "4", "0", "(3)"]

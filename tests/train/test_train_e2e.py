@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,7 @@ def test_train_and_eval_leave_torch_globals_as_they_were(
     from masnn.train.evaluate import evaluate_checkpoint
 
     threads = torch.get_num_threads()
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     other = 1 if threads != 1 else 2
     torch.manual_seed(123)
     np.random.seed(5)
@@ -209,3 +211,11 @@ def test_train_and_eval_leave_torch_globals_as_they_were(
     assert torch.equal(torch.get_rng_state(), before[0])
     assert np.array_equal(np.random.get_state()[1], before[1])
     assert random.getstate() == before[2]
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == cublas
+    # also when the run fails (here: the data directory is empty)
+    (tmp_path / "empty").mkdir()
+    over = [*over[:-1], "run.name=h", f"data.root={tmp_path / 'empty'}"]
+    with pytest.raises(ValueError, match="empty"):
+        train(load_config(None, over), quiet=True)
+    assert torch.get_num_threads() == threads
+    assert not torch.are_deterministic_algorithms_enabled()
