@@ -86,11 +86,10 @@ def run_eval(args: argparse.Namespace) -> int:
     res = evaluate_checkpoint(args.checkpoint, split=args.split, overrides=args.overrides)
     if args.json:
         if args.per_class:  # per-class recall next to the confusion matrix it comes from
-            c = res["stats"]["confusion"]
-            res["per_class"] = {
-                name: (row[i] / sum(row) if sum(row) else None)
-                for i, (name, row) in enumerate(zip(res["class_names"], c))
-            }
+            from masnn.train.engine import EvalStats
+
+            recall = EvalStats(**res["stats"]).per_class()
+            res["per_class"] = dict(zip(res["class_names"], recall))
         print(json.dumps(res, indent=2, default=str))
         return 0
     s = res["stats"]

@@ -11,7 +11,6 @@ from masnn.train import checkpoint as ckpt_io
 from masnn.train.config import apply_overrides, config_from_dict
 from masnn.train.data import build_data
 from masnn.train.distributed import DistInfo
-from masnn.train.engine import evaluate, make_loss
 
 
 def evaluate_checkpoint(
@@ -30,7 +29,7 @@ def evaluate_checkpoint(
 
 
 def _evaluate_checkpoint(path: str, split: str, overrides: list[str] | None) -> dict[str, Any]:
-    from masnn.train.runner import _eval_loader, account, build_model
+    from masnn.train.runner import account, build_model, evaluate_split, format_accounting
 
     state = ckpt_io.load_checkpoint(path)
     raw = state["config"]
@@ -53,22 +52,9 @@ def _evaluate_checkpoint(path: str, split: str, overrides: list[str] | None) -> 
     ds = data.test if split == "test" else data.val
     if ds is None:
         raise ValueError("this run has no validation split (data.val_fraction=0)")
-    stats = evaluate(
-        model,
-        _eval_loader(ds, cfg, DistInfo()),
-        make_loss(cfg.loss, data.num_classes),
-        device=device,
-        info=DistInfo(),
-        amp=cfg.run.amp,
-        num_classes=data.num_classes,
-    )
+    stats = evaluate_split(model, ds, cfg, data, DistInfo(), device)
     acc = account(model, data, cfg, device) if split == "test" else {}
-    summary = ""
-    if acc:
-        summary = (
-            f"NASAR {acc['nasar']:.4f} | spikes/sample {acc['spikes_per_sample'] / 1e6:.3f} M | "
-            f"energy {acc['energy_mj']:.4f} mJ/sample"
-        )
+    summary = format_accounting(acc) if acc else ""
     return {
         "stats": asdict(stats),
         "accounting": acc,

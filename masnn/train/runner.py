@@ -42,7 +42,7 @@ from masnn.train.distributed import (
     shutdown_distributed,
     train_batches,
 )
-from masnn.train.engine import EpochStats, evaluate, make_loss, train_one_epoch
+from masnn.train.engine import EpochStats, EvalStats, evaluate, make_loss, train_one_epoch
 from masnn.train.runlog import EpochLog, Timer, environment, write_json
 
 
@@ -148,6 +148,26 @@ def _eval_loader(ds: Any, cfg: TrainConfig, info: DistInfo) -> Any:
     idx = eval_indices(len(ds), info)
     bs = cfg.run.eval_batch_size or cfg.run.batch_size
     return make_loader(ds, [idx[i : i + bs] for i in range(0, len(idx), bs)], cfg.data.workers)
+
+
+def evaluate_split(
+    model: nn.Module,
+    ds: Any,
+    cfg: TrainConfig,
+    data: DataBundle,
+    info: DistInfo,
+    device: torch.device,
+) -> EvalStats:
+    """Evaluate ``model`` on one split exactly as the trainer does (this rank's shard)."""
+    return evaluate(
+        model,
+        _eval_loader(ds, cfg, info),
+        make_loss(cfg.loss, data.num_classes),
+        device=device,
+        info=info,
+        amp=cfg.run.amp,
+        num_classes=data.num_classes,
+    )
 
 
 def _progress(it: Any, total: int, desc: str, enabled: bool) -> Any:
@@ -309,6 +329,17 @@ def _train(
             best=best,
         )
 
+    def save_best(sel: dict[str, Any]) -> None:
+        """The selected weights (what ``masnn eval`` reads)."""
+        if info.is_main:
+            ckpt_io.save_checkpoint(
+                run_dir / "best.pt",
+                epoch=sel["epoch"],
+                config=cfg.to_dict(),
+                model=_unwrap(model).state_dict(),
+                best=sel,
+            )
+
     timer.start("train")
     for epoch in range(start_epoch, cfg.run.epochs):
         data.train.set_epoch(epoch)
@@ -356,26 +387,11 @@ def _train(
             "train_acc": stats.acc,
         }
         if data.val is not None:
-            v = evaluate(
-                _unwrap(model),
-                _eval_loader(data.val, cfg, info),
-                loss_fn,
-                device=device,
-                info=info,
-                amp=cfg.run.amp,
-                num_classes=data.num_classes,
-            )
+            v = evaluate_split(_unwrap(model), data.val, cfg, data, info, device)
             row.update(val_loss=v.loss, val_acc=v.acc)
             if v.acc > best["val_acc"]:
                 best = {"epoch": epoch + 1, "val_acc": v.acc, "val_loss": v.loss}
-                if info.is_main:
-                    ckpt_io.save_checkpoint(
-                        run_dir / "best.pt",
-                        epoch=epoch + 1,
-                        config=cfg.to_dict(),
-                        model=_unwrap(model).state_dict(),
-                        best=best,
-                    )
+                save_best(best)
         row["seconds"] = round(time.perf_counter() - t0, 3)
         if scheduler is not None:
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -395,29 +411,15 @@ def _train(
     # Model selection: the best validation epoch (or the last epoch without validation).
     if data.val is not None and (run_dir / "best.pt").exists() and info.is_main:
         _unwrap(model).load_state_dict(ckpt_io.load_checkpoint(run_dir / "best.pt")["model"])
-    elif data.val is None and info.is_main:
+    elif data.val is None:
         best = {"epoch": cfg.run.epochs, "val_acc": None}
-        ckpt_io.save_checkpoint(
-            run_dir / "best.pt",
-            epoch=cfg.run.epochs,
-            config=cfg.to_dict(),
-            model=_unwrap(model).state_dict(),
-            best=best,
-        )
+        save_best(best)
     if info.enabled:  # every rank evaluates the selected weights
         sd = [_unwrap(model).state_dict() if info.is_main else None]
         torch.distributed.broadcast_object_list(sd, src=0)
         _unwrap(model).load_state_dict(sd[0])
     timer.start("test")
-    test = evaluate(
-        _unwrap(model),
-        _eval_loader(data.test, cfg, info),
-        loss_fn,
-        device=device,
-        info=info,
-        amp=cfg.run.amp,
-        num_classes=data.num_classes,
-    )
+    test = evaluate_split(_unwrap(model), data.test, cfg, data, info, device)
     t_test = timer.stop("test")
     metrics: dict[str, Any] = {
         "test": asdict(test),
@@ -453,6 +455,14 @@ def account(model: nn.Module, data: DataBundle, cfg: TrainConfig, device: torch.
     }
 
 
+def format_accounting(acc: dict[str, Any]) -> str:
+    """One line: NASAR, spikes and energy per sample (from :func:`account`)."""
+    return (
+        f"NASAR {acc['nasar']:.4f} | spikes/sample {acc['spikes_per_sample'] / 1e6:.3f} M | "
+        f"energy {acc['energy_mj']:.4f} mJ/sample"
+    )
+
+
 def summarize(metrics: dict[str, Any]) -> str:
     """The closing lines printed by ``masnn train``."""
     t = metrics["test"]
@@ -465,10 +475,7 @@ def summarize(metrics: dict[str, Any]) -> str:
     lines = [acc]
     a = metrics.get("accounting")
     if a:
-        lines.append(
-            f"NASAR {a['nasar']:.4f} | spikes/sample {a['spikes_per_sample'] / 1e6:.3f} M | "
-            f"energy {a['energy_mj']:.4f} mJ/sample (E_MAC 4.6 pJ, E_AC 0.9 pJ)"
-        )
+        lines.append(format_accounting(a) + " (E_MAC 4.6 pJ, E_AC 0.9 pJ)")
     b = metrics["best"]
     sel = (
         f"selected epoch {b['epoch']} (val acc {100 * b['val_acc']:.2f} %)"
