@@ -35,8 +35,12 @@ from masnn.events.schema import DVS128
 KNOWN_OVERLAPS = {"user22_led"}
 
 
-def _synthetic_manifest(d: Path) -> dict[str, Any] | None:
-    """The manifest of a masnn synthetic set in ``d``, else ``None`` (raises if unreadable)."""
+def _synthetic_manifest(d: Path) -> tuple[dict[str, Any], dict[str, int], dict[str, int]] | None:
+    """A masnn synthetic set's manifest and its per-split file and sample counts, else ``None``.
+
+    Raises:
+        DataFormatError: the manifest names the generator but cannot be read.
+    """
     path = d / "manifest.json"
     if not path.is_file():
         return None
@@ -45,11 +49,12 @@ def _synthetic_manifest(d: Path) -> dict[str, Any] | None:
         if "generator_version" not in man:
             return None
         counts = man["totals"]
-        _ = [int(counts[k][s]) for k in ("files", "samples") for s in ("train", "test")]
-        _ = [(f["file"], int(f["bytes"])) for f in man["files"]]
+        files = {s: int(counts["files"][s]) for s in ("train", "test")}
+        samples = {s: int(counts["samples"][s]) for s in ("train", "test")}
+        _ = [(f["file"], int(f["bytes"])) for f in man["files"]]  # well-formed file list
     except (ValueError, KeyError, TypeError) as e:
         raise DataFormatError(path, f"unreadable synthetic-set manifest ({e})") from e
-    return dict(man)
+    return man, files, samples
 
 
 def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], list[str]]:
@@ -64,34 +69,26 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
         notes.append(f"{d}: {layout} layout (pre-processed); only the IBM release can be verified")
         return problems, notes
     try:
-        man = _synthetic_manifest(d)
+        synthetic = _synthetic_manifest(d)
     except DataFormatError as e:
         return [str(e)], notes
     expected_trials, expected_samples, what = EXPECTED_TRIALS, EXPECTED_SAMPLES, "full release"
-    if man is not None:
-        expected_trials = {s: int(man["totals"]["files"][s]) for s in ("train", "test")}
-        expected_samples = {s: int(man["totals"]["samples"][s]) for s in ("train", "test")}
+    if synthetic is not None:
+        from masnn.synth.dataset import GENERATOR_VERSION, recording_problems
+
+        man, expected_trials, expected_samples = synthetic
         what = "manifest"
         notes.append(
             f"{d}: masnn synthetic set (generator {man['generator_version']}, seed "
             f"{man.get('seed')}), checked against its manifest"
         )
-        from masnn.synth import GENERATOR_VERSION
-
         if man["generator_version"] != GENERATOR_VERSION:
             notes.append(
                 f"{d}: made by generator {man['generator_version']}, this masnn generates "
                 f"{GENERATOR_VERSION} (the default synthetic set of `masnn train` is regenerated "
                 "in its own directory; this one is still usable with data.dataset=dvs128_gesture)"
             )
-        for f in man["files"]:
-            path = d / f["file"]
-            if not path.is_file():
-                problems.append(f"{path}: missing (listed in the manifest)")
-            elif path.stat().st_size != int(f["bytes"]):
-                problems.append(
-                    f"{path}: {path.stat().st_size} bytes, the manifest says {f['bytes']}"
-                )
+        problems += recording_problems(d, man["files"])
     for split in ("train", "test"):
         listing = d / f"trials_to_{split}.txt"
         if not listing.is_file():

@@ -456,12 +456,21 @@ def manifest_ok(root: str | os.PathLike[str], seed: int, cfg: SynthGestureCfg) -
         or man.get("config") != json.loads(json.dumps(asdict(cfg)))
     ):
         return False
-    for f in man.get("files", []):
-        p = path / f["file"]
-        labels = path / (f["file"][: -len(".aedat")] + "_labels.csv")
-        if not p.is_file() or p.stat().st_size != f["bytes"] or not labels.is_file():
-            return False
-    return bool(man.get("files"))
+    files = man.get("files", [])
+    labels = [path / (f["file"][: -len(".aedat")] + "_labels.csv") for f in files]
+    return bool(files) and not recording_problems(path, files) and all(p.is_file() for p in labels)
+
+
+def recording_problems(root: Path, files: list[dict[str, Any]]) -> list[str]:
+    """Recordings of a manifest's ``files`` list that are missing or of another size."""
+    out = []
+    for f in files:
+        p = root / f["file"]
+        if not p.is_file():
+            out.append(f"{p}: missing (listed in the manifest)")
+        elif p.stat().st_size != int(f["bytes"]):
+            out.append(f"{p}: {p.stat().st_size} bytes, the manifest says {f['bytes']}")
+    return out
 
 
 @contextlib.contextmanager
