@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from masnn.analysis.ops import _CONNECTIONS, _under_attention
 from masnn.layout import to_time_major
 from masnn.neurons import LIF
 
@@ -35,8 +36,6 @@ except ImportError as err:  # pragma: no cover - exercised only without neuroben
         "(both work with --no-deps on top of masnn's dependencies); "
         f"import failed with: {err}"
     ) from err
-
-_CONNECTIONS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 class MasnnModel(NeuroBenchModel):
@@ -74,11 +73,7 @@ class MasnnModel(NeuroBenchModel):
 
     def connection_layers(self) -> list[nn.Module]:
         """Conv/linear layers in module order (those inside attention gates only on request)."""
-        inside: set[int] = set()
-        if not self.attention_layers:
-            for mod in self.net.modules():
-                if type(mod).__module__.startswith("masnn.attention"):
-                    inside.update(id(m) for m in mod.modules())
+        inside = set() if self.attention_layers else _under_attention(self.net)
         return [
             m for m in self.net.modules() if isinstance(m, _CONNECTIONS) and id(m) not in inside
         ]

@@ -92,6 +92,7 @@ class LIF(nn.Module):
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
+    """Half-precision tensors upcast to fp32 (the rule for neuron state and attention gates)."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 

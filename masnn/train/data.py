@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,6 @@ class DataBundle:
     in_shape: tuple[int, int, int]  # (C, H, W) of one frame
     class_names: tuple[str, ...]
     root: Path
-    fingerprint: dict[str, Any]
     split_info: dict[str, Any]
 
 
@@ -114,13 +113,11 @@ def fingerprint(root: Path, max_hash_bytes: int = 1 << 20) -> dict[str, Any]:
     return {"root": str(root), "files": n_files, "bytes": total, "sha256": h.hexdigest()}
 
 
-def _groups(source: Any, dataset: str) -> list[str]:
-    trials = getattr(source, "trials", None)
-    if trials is None:
-        raise ValueError(f"{type(source).__name__} exposes no trial ids to carve validation by")
+def _groups(source: Any, dataset: str) -> tuple[list[str], str]:
+    """Per-sample validation groups and what a group is (``"subject"`` / ``"recording"``)."""
     if dataset == "dvs128_gait":
-        return list(trials)  # subjects are the labels: hold out recordings
-    return [t.split("_")[0] for t in trials]  # userNN_<light> -> userNN
+        return list(source.trials), "recording"  # subjects are the labels: hold out recordings
+    return [t.split("_")[0] for t in source.trials], "subject"  # userNN_<light> -> userNN
 
 
 def carve_validation(
@@ -164,15 +161,8 @@ def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
     train_cfg = FrameCfg(
         mode="window", timesteps=cfg.timesteps, dt_ms=cfg.dt_ms, ds=cfg.ds, short=cfg.short
     )
-    test_cfg = FrameCfg(
-        mode="window",
-        timesteps=cfg.timesteps,
-        dt_ms=cfg.dt_ms,
-        ds=cfg.ds,
-        clips=cfg.test_clips,
-        short=cfg.short,
-    )
-    groups = _groups(train_src, cfg.dataset)
+    test_cfg = replace(train_cfg, clips=cfg.test_clips)
+    groups, group_unit = _groups(train_src, cfg.dataset)
     tr_idx, val_idx, held = carve_validation(groups, cfg.val_fraction, seed)
     train = FramedSamples(train_src, tr_idx, train_cfg, train=True, seed=seed)
     val = (
@@ -190,13 +180,12 @@ def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
         in_shape=(c, h, w),
         class_names=_class_names(train_src),
         root=Path(root),
-        fingerprint=fingerprint(Path(root)),
         split_info={
             "train_samples": len(train),
             "val_samples": 0 if val is None else len(val),
             "test_samples": len(test),
             "val_groups": held,
-            "val_split_by": "recording" if cfg.dataset == "dvs128_gait" else "subject",
+            "val_split_by": group_unit,
         },
     )
 

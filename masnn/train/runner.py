@@ -33,7 +33,7 @@ from masnn.errors import MasnnError
 from masnn.models import create_model
 from masnn.train import checkpoint as ckpt_io
 from masnn.train.config import TrainConfig, config_from_dict, dump_config
-from masnn.train.data import DataBundle, build_data, make_loader
+from masnn.train.data import DataBundle, build_data, fingerprint, make_loader
 from masnn.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -299,7 +299,7 @@ def _train(
             {
                 "config_hash": cfg.hash(),
                 **environment(),
-                "dataset": data.fingerprint,
+                "dataset": fingerprint(data.root),  # main rank only: it reads small files
                 "split": data.split_info,
                 "seed": cfg.run.seed,
                 "threads": torch.get_num_threads(),
