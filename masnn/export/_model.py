@@ -1,0 +1,177 @@
+"""Every assumption the exporters make about masnn's model internals, in one place.
+
+The exporters otherwise use only the public model API (``masnn.create_model``, ``forward``,
+``timesteps``, ``input_size``, ``streaming_blocker``, :class:`~masnn.models.StreamingModel`)
+and module types (:class:`~masnn.neurons.LIF`, ``nn.Conv2d`` ...). When the model or attention
+packages are refactored, this file is the one to adapt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from masnn.export import ExportError
+from masnn.neurons import LIF
+
+
+def attention_modules(model: nn.Module) -> list[str]:
+    """Dotted names of the outermost attention modules in ``model`` (anything defined in
+    ``masnn.attention``), in module order."""
+    names: list[str] = []
+    for name, mod in model.named_modules():
+        if type(mod).__module__.startswith("masnn.attention") and not any(
+            name.startswith(n + ".") for n in names
+        ):
+            names.append(name)
+    return names
+
+
+def causal_blocker(model: nn.Module) -> str | None:
+    """Why ``model`` has no per-step cell (non-causal attention), or ``None`` if it has one."""
+    blocker = getattr(model, "streaming_blocker", None)
+    if blocker is None:
+        return f"{type(model).__name__} has no streaming contract (build it with create_model)"
+    return blocker()
+
+
+def model_timesteps(model: nn.Module) -> int | None:
+    """The ``T`` the model was built for (TA needs exactly it), or ``None``."""
+    t = getattr(model, "timesteps", None)
+    return int(t) if t is not None else None
+
+
+def model_input_size(model: nn.Module) -> tuple[int, int, int]:
+    """``(C, H, W)`` of one frame."""
+    size = getattr(model, "input_size", None)
+    if size is None:
+        raise ExportError(f"{type(model).__name__} has no input_size; build it with create_model")
+    return tuple(int(s) for s in size)  # type: ignore[return-value]
+
+
+def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None) -> nn.Module:
+    """Rebuild a trained model from a ``masnn train`` checkpoint (``best.pt``), in eval mode.
+
+    The class count and frame size come from the run's dataset, as in ``masnn eval`` (the
+    checkpoint stores the config, not the resolved model kwargs), so the data must be where
+    the config says or be pointed to with ``data.*`` overrides.
+    """
+    from masnn.train import checkpoint as ckpt_io
+    from masnn.train.config import apply_overrides, config_from_dict
+    from masnn.train.data import build_data
+    from masnn.train.runner import build_model
+
+    state = ckpt_io.load_checkpoint(path)
+    raw = state["config"]
+    if overrides:
+        bad = [o for o in overrides if not o.startswith("data.")]
+        if bad:
+            raise ValueError(f"export only accepts data.* overrides, got {bad}")
+        raw = apply_overrides(raw, overrides)
+    cfg = config_from_dict(raw)
+    data = build_data(cfg.data, cfg.run.seed, progress=False)
+    model = build_model(cfg, data)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- NIR structure
+
+
+@dataclass
+class Op:
+    """One primitive of a sequential spiking network, in execution order.
+
+    Attributes:
+        kind: ``"conv"``, ``"linear"`` (each with an optional folded ``bn``), ``"avgpool"``,
+            ``"maxpool"``, ``"lif"``, ``"flatten"`` or ``"dropout"``.
+        name: the dotted module name (for messages and node names).
+        module: the module (``None`` for ``flatten``).
+        bn: the BatchNorm that follows a conv/linear, folded on export.
+    """
+
+    kind: str
+    name: str
+    module: nn.Module | None
+    bn: nn.Module | None = None
+
+
+def _block_ops(prefix: str, block: nn.Module) -> Iterator[Op]:
+    """A ``SpikingConvBlock`` / ``SpikingLinearBlock``: weight -> BN -> [pool] -> LIF -> [pool]."""
+    conv = getattr(block, "conv", None)
+    if conv is not None:
+        yield Op("conv", f"{prefix}.conv", conv, getattr(block, "bn", None))
+        pool = getattr(block, "pool", None)
+        after = bool(getattr(block, "pool_after_neuron", False))
+        if pool is not None and not after:
+            yield _pool_op(f"{prefix}.pool", pool)
+        yield Op("lif", f"{prefix}.neuron.lif", block.neuron.lif)
+        if pool is not None and after:
+            yield _pool_op(f"{prefix}.pool", pool)
+    else:
+        yield Op("linear", f"{prefix}.fc", block.fc, getattr(block, "bn", None))
+        yield Op("lif", f"{prefix}.neuron.lif", block.neuron.lif)
+
+
+def _pool_op(name: str, pool: nn.Module) -> Op:
+    if isinstance(pool, nn.AvgPool2d):
+        return Op("avgpool", name, pool)
+    if isinstance(pool, nn.MaxPool2d):
+        return Op("maxpool", name, pool)
+    raise ExportError(f"{name}: unsupported pooling {type(pool).__name__}")
+
+
+def sequential_ops(model: nn.Module) -> list[Op]:
+    """The primitives of a sequential DVS network (``ma_snn3*``, ``ma_snn5``) in order.
+
+    Raises:
+        ExportError: the model is not one of the sequential families (e.g. MS-ResNet's
+            residual blocks).
+    """
+    family = getattr(getattr(model, "default_cfg", None), "family", None)
+    if family not in ("ma_snn3", "ma_snn5") or not hasattr(model, "features"):
+        raise ExportError(
+            f"{type(model).__name__} (family {family!r}) is not a sequential conv net; NIR export "
+            "supports the ma_snn3 and ma_snn5 families (residual networks are not mapped)"
+        )
+    ops: list[Op] = []
+    for i, block in enumerate(model.features):
+        ops.extend(_block_ops(f"features.{i}", block))
+    ops.append(Op("flatten", "flatten", None))
+    for name in ("drop1", "fc1", "drop2", "fc2"):
+        mod = getattr(model, name, None)
+        if mod is None:
+            continue
+        if name.startswith("drop"):
+            ops.append(Op("dropout", name, mod))
+        else:
+            ops.extend(_block_ops(name, mod))
+    return ops
+
+
+def readout_groups(model: nn.Module) -> int:
+    """Output neurons per class (``ma_snn5``'s voting); the readout is the group's mean rate."""
+    return int(getattr(model, "voting", 1))
+
+
+def lif_modules(model: nn.Module) -> list[tuple[str, LIF]]:
+    """``(name, LIF)`` of every LIF layer, in ``named_modules`` order (the streaming order)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LIF)]
+
+
+@torch.no_grad()
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Module | None) -> Any:
+    """``(W', b')`` of ``bn(W x + b)`` in eval mode (running statistics), as float64 numpy."""
+    w = weight.detach().double()
+    b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
+    if bn is not None:
+        scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        shift = bn.bias.detach().double() - bn.running_mean.double() * scale
+        w = w * scale.reshape(-1, *([1] * (w.dim() - 1)))
+        b = b * scale + shift
+    return w.numpy(), b.numpy()
