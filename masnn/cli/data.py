@@ -13,7 +13,11 @@ from masnn._registry import Registry
 from masnn.cli import Command, register_command
 
 #: Modules that register ``masnn data`` actions.
-_DATA_MODULES: tuple[str, ...] = ("masnn.cli.data_synth", "masnn.cli.data_verify")
+_DATA_MODULES: tuple[str, ...] = (
+    "masnn.cli.data_synth",
+    "masnn.cli.data_verify",
+    "masnn.cli.data_export",
+)
 
 DATA_ACTIONS: Registry[Command] = Registry("data action")
 
