@@ -18,7 +18,7 @@ from masnn.export._model import model_from_checkpoint
 from masnn.train.config import load_config
 from masnn.train.data import build_data
 from tests.export.test_nir import run_snntorch
-from tests.train.conftest import TINY_MODEL, gesture_root, tiny_overrides  # noqa: F401
+from tests.train.conftest import TINY_MODEL, tiny_overrides
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -49,7 +49,7 @@ def _test_set(over: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_trained_main_job_model_onnx_predictions(
-    gesture_root: Path,  # noqa: F811
+    gesture_root: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -73,7 +73,7 @@ def test_trained_main_job_model_onnx_predictions(
 
 
 def test_trained_vanilla_model_nir_and_step_onnx_predictions(
-    gesture_root: Path,  # noqa: F811
+    gesture_root: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -100,7 +100,7 @@ def test_trained_vanilla_model_nir_and_step_onnx_predictions(
     assert np.abs(outs[0] - ref.numpy()).max() <= 1e-5
 
 
-def test_cli_errors_are_one_line(gesture_root: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_cli_errors_are_one_line(gesture_root: Path, tmp_path: Path, capsys) -> None:
     assert main(["export", "onnx", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "checkpoint not found" in err

@@ -15,7 +15,6 @@ from masnn.data.gesture import DVS128Gesture
 from masnn.events.schema import DVS128
 from masnn.export.tonic import TONIC_DTYPE
 from masnn.frames import FrameCfg, ToFrames
-from tests.train.conftest import gesture_root  # noqa: F401
 
 
 def tonic_read(path: Path) -> np.ndarray:
@@ -26,7 +25,7 @@ def tonic_read(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def exported(gesture_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def exported(gesture_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tonic")
     cache = tmp_path_factory.mktemp("cache")
     import os
@@ -45,7 +44,7 @@ def exported(gesture_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_layout_and_events_as_tonic_reads_them(
     exported: Path,
-    gesture_root: Path,  # noqa: F811
+    gesture_root: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -76,7 +75,7 @@ def test_layout_and_events_as_tonic_reads_them(
 
 def test_masnn_reads_the_tonic_copy_back(
     exported: Path, gesture_root: Path, tmp_path: Path
-) -> None:  # noqa: F811
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Tonic's layout drops repeated classes
         copy = DVS128Gesture(exported, "test", progress=False)
@@ -109,6 +108,6 @@ def test_masnn_framing_is_a_tonic_transform(exported: Path) -> None:
     assert np.array_equal(frames, ref)
 
 
-def test_refuses_a_non_empty_target(exported: Path, gesture_root: Path, capsys) -> None:  # noqa: F811
+def test_refuses_a_non_empty_target(exported: Path, gesture_root: Path, capsys) -> None:
     assert main(["data", "export", str(gesture_root), "--out", str(exported)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
