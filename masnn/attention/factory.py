@@ -336,13 +336,13 @@ def create_attn(
 
     Returns:
         * ``conv_pre`` / ``conv_post`` / ``residual``: a :class:`MultiDimAttention` sequence
-          module ``(T, B, C, H, W) -> same``. At ``residual`` (spiking ResNet branch output
-          after BN2, Att-Res-SNN-1) ``paper`` pools per step without ReLU and ``code`` pools
-          over ``T`` and adds the ReLU, as the official ImageNet code.
+            module ``(T, B, C, H, W) -> same``. At ``residual`` (spiking ResNet branch output
+            after BN2, Att-Res-SNN-1) ``paper`` pools per step without ReLU and ``code`` pools
+            over ``T`` and adds the ReLU, as the official ImageNet code.
         * ``membrane``: a :class:`MembraneAttention` whose forward gates one step
-          ``(B, C, H, W)``; give it to ``LIF(membrane_gate=...)``.
+            ``(B, C, H, W)``; give it to ``LIF(membrane_gate=...)``.
         * ``location=None`` with gates at several locations (e.g. ``paper`` ``tcsa``): a
-          :class:`PlacedAttention` holding one module per location.
+            :class:`PlacedAttention` holding one module per location.
         * ``None`` when nothing is built (``"none"`` without ReLU, or no gate at ``location``).
 
     Raises:
