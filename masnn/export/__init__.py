@@ -64,6 +64,14 @@ def get_exporter(name: str) -> Exporter:
     return EXPORTERS.get(name)
 
 
+def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None) -> nn.Module:
+    """The trained model of a ``masnn train`` checkpoint, in eval mode (as ``masnn eval``
+    rebuilds it; ``overrides`` are ``data.*`` keys, e.g. ``["data.root=/new/place"]``)."""
+    from masnn.export._model import model_from_checkpoint as _load
+
+    return _load(path, overrides)
+
+
 def to_onnx(model: nn.Module, path: str | Path, *, timesteps: int | None = None, **kw: Any) -> Path:
     """Export ``model`` to ONNX; see :func:`masnn.export.onnx.to_onnx`."""
     from masnn.export.onnx import to_onnx as _to_onnx
@@ -90,6 +98,7 @@ __all__ = [
     "ExportError",
     "Exporter",
     "get_exporter",
+    "model_from_checkpoint",
     "to_nir",
     "to_onnx",
     "to_onnx_step",
