@@ -34,10 +34,13 @@ def run_export(args: argparse.Namespace) -> int:
     from masnn.export._model import model_from_checkpoint
 
     exporter = get_exporter(args.format)
+    given = {"timesteps": args.timesteps, "step": args.step or None}
+    bad = [f"--{k}" for k, v in given.items() if v is not None and k not in exporter.options]
+    if bad:
+        raise ValueError(f"masnn export {exporter.name} does not take {', '.join(bad)}")
+    opts = {k: v for k, v in given.items() if v is not None}
     model = model_from_checkpoint(args.checkpoint, args.overrides)
-    written = exporter.write(
-        model, Path(args.output), timesteps=args.timesteps, step=bool(args.step)
-    )
+    written = exporter.write(model, Path(args.output), **opts)
     for path in written:
         print(f"wrote {path} ({exporter.name}, {path.stat().st_size:,} bytes)")
     return 0

@@ -43,12 +43,14 @@ class Exporter:
         suffix: the usual file suffix.
         write: ``write(model, path, **options) -> list[Path]`` writes the file(s) and returns
             them; options are the CLI's ``timesteps`` and ``step``.
+        options: the options of ``write`` this format takes (others are refused).
     """
 
     name: str
     help: str
     suffix: str
     write: Callable[..., list[Path]]
+    options: tuple[str, ...] = ()
 
 
 EXPORTERS: Registry[Exporter] = Registry("export format")

@@ -246,8 +246,10 @@ def write_nir(model: nn.Module, path: str | Path, *, dt: float = DEFAULT_DT) -> 
 def _write(
     model: nn.Module, path: Path, *, timesteps: int | None = None, step: bool = False
 ) -> list[Path]:
-    if step:
-        raise ExportError("--step is an ONNX option; a NIR graph is already per step")
+    if step or timesteps is not None:
+        raise ExportError(
+            "--step and --timesteps are ONNX options; a NIR graph is per step (any T)"
+        )
     return [write_nir(model, path)]
 
 

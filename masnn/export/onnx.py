@@ -310,5 +310,6 @@ EXPORTERS.add(
         "ONNX full-window graph (dynamic batch); --step adds the per-step cell (causal models)",
         ".onnx",
         _write,
+        options=("timesteps", "step"),
     ),
 )

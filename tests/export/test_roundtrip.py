@@ -104,6 +104,8 @@ def test_cli_errors_are_one_line(gesture_root: Path, tmp_path: Path, capsys) -> 
     assert main(["export", "onnx", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "checkpoint not found" in err
+    assert main(["export", "nir", str(tmp_path / "x.pt"), "-o", "x.nir", "--timesteps", "4"]) == 2
+    assert "masnn export nir does not take --timesteps" in capsys.readouterr().err
     assert main(["export", "tflite", str(tmp_path / "x.pt"), "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown export format 'tflite'" in err and "['nir', 'onnx']" in err
