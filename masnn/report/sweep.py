@@ -393,7 +393,6 @@ def _analyze(
     atomic_torch_save(maps.rates(), d / "maps.pt")
     return {
         "analysis_version": ANALYSIS_VERSION,
-        "variant": None,
         "accounting": rep.to_dict(),
         "ta_weights": ta.means(),
         "predictions": preds,
@@ -516,7 +515,7 @@ def _meta(
         "about": p.about,
         "command": command,
         "seeds": sorted({s.seed for s in specs}),
-        "settings": [s.variant.key for s in specs[:: max(1, len(specs) // max(1, len(runs)))]],
+        "settings": list(dict.fromkeys(s.variant.key for s in specs)),
         "masnn": __version__,
         "git_sha": first.get("git_sha"),
         "torch": torch.__version__,

@@ -156,7 +156,7 @@ def _paired(
         "setting": v.key,
         "label": v.label,
         "baseline": bname,
-        "seeds": seeds,
+        "seeds": " ".join(map(str, seeds)),
         "d_acc": acc.diff.mean,
         "d_acc_lo": acc.diff.lo,
         "d_acc_hi": acc.diff.hi,
