@@ -83,7 +83,14 @@ PRESETS: dict[str, Preset] = {
         _v("none", "ta", "ca", "tcsa"),
         3,
         (),
-        {"depths": (18, 34, 104), "timesteps": (1, 4), "widths": (8, 16, 32, 64), "size": 32},
+        {
+            "depths": (18, 34, 104),
+            "timesteps": (1, 4),
+            "widths": (8, 16, 32, 64),
+            "size": 32,
+            "batch": 2,
+            "probes": 2,
+        },
         "the main job's recipe (ma_snn3_tiny, 20 epochs, synthetic small set) for vanilla, TA "
         "(the time pairs), CA (the main job) and TCSA (the paper's headline), paper placement",
     ),
@@ -161,7 +168,8 @@ def plan_runs(
     return specs
 
 
-def _finished(spec: RunSpec) -> bool:
+def is_finished(spec: RunSpec) -> bool:
+    """A finished run of ``spec``'s config exists (raises if its directory holds another config)."""
     d = spec.run_dir
     if not ((d / "metrics.json").is_file() and (d / "best.pt").is_file()):
         return False
@@ -189,7 +197,7 @@ def ensure_run(spec: RunSpec, *, quiet: bool = True) -> tuple[dict[str, Any], bo
     from masnn.train.runner import train
 
     d = spec.run_dir
-    if _finished(spec):
+    if is_finished(spec):
         return json.loads((d / "metrics.json").read_text()), True
     ckpt = d / "checkpoint.pt"
     if ckpt.is_file():
@@ -538,6 +546,7 @@ __all__ = [
     "analyze_run",
     "config_key",
     "ensure_run",
+    "is_finished",
     "plan_runs",
     "predict",
     "run_report",

@@ -94,6 +94,8 @@ def test_tiny_report_is_reproduced_by_masnn_eval(
     assert "reused" in capsys.readouterr().out
     assert [(Path(r["run_dir"]) / "best.pt").stat().st_mtime_ns for r in runs] == mtimes
     assert (out / "table.csv").read_text() == before
+    assert main([*argv, "--plan"]) == 0
+    assert "4 runs, 4 done, 0 to train" in capsys.readouterr().out
 
 
 def test_plan_is_paired_and_keyed_by_config(tmp_path: Path) -> None:
