@@ -75,7 +75,14 @@ PRESETS: dict[str, Preset] = {
             "model.kwargs={channels: [4, 8, 8], hidden: 16}",
             "run.progress=false",
         ),
-        {"depths": (18,), "timesteps": (1, 2), "widths": (4, 8, 8, 8), "size": 16, "batch": 2},
+        {
+            "depths": (18,),
+            "timesteps": (1,),
+            "widths": (4, 8, 8, 8),
+            "size": 16,
+            "batch": 2,
+            "probes": 1,
+        },
         "development and tests: vanilla and TA, 1 epoch of 3 steps, a 4/8/8-channel net",
     ),
     "quick": Preset(
@@ -322,21 +329,24 @@ def predict(
     return preds, labels
 
 
-_DATA_CACHE: dict[tuple[str, int], Any] = {}
-
-
-def _data_for(cfg: TrainConfig) -> Any:
+def _data_for(cfg: TrainConfig, cache: dict[Any, Any] | None) -> Any:
+    """``build_data`` for the run, shared between runs of one report through ``cache``."""
     from masnn.train.data import build_data
 
     key = (json.dumps(cfg.to_dict()["data"], sort_keys=True), cfg.run.seed)
-    if key not in _DATA_CACHE:
-        if len(_DATA_CACHE) > 8:
-            _DATA_CACHE.clear()
-        _DATA_CACHE[key] = build_data(cfg.data, cfg.run.seed, progress=False)
-    return _DATA_CACHE[key]
+    if cache is None:
+        return build_data(cfg.data, cfg.run.seed, progress=False)
+    if key not in cache:
+        cache[key] = build_data(cfg.data, cfg.run.seed, progress=False)
+    return cache[key]
 
 
-def analyze_run(run_dir: str | os.PathLike[str], *, force: bool = False) -> dict[str, Any]:
+def analyze_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    data_cache: dict[Any, Any] | None = None,
+) -> dict[str, Any]:
     """Analyse a finished run from its ``best.pt`` (cached in ``analysis.json`` + ``maps.pt``).
 
     Returns:
@@ -344,6 +354,12 @@ def analyze_run(run_dir: str | os.PathLike[str], *, force: bool = False) -> dict
         "ta_weights": {gate: [T floats]}, "predictions": [...], "labels": [...],
         "metrics": metrics.json, "run": run.json, "config": the run's config}``; the rate maps
         are in ``maps.pt`` (``{layer: (C, H, W) or (F,) tensor}``).
+
+    Args:
+        run_dir: a finished run directory (``best.pt``, ``metrics.json``, ``run.json``).
+        force: redo a cached analysis.
+        data_cache: a dict shared by the calls of one report (datasets built once per
+            data config and seed); ``None`` builds the data for this call only.
 
     Raises:
         MasnnError: the predictions do not reproduce the logged test accuracy.
@@ -363,13 +379,17 @@ def analyze_run(run_dir: str | os.PathLike[str], *, force: bool = False) -> dict
     state = ckpt_io.load_checkpoint(d / "best.pt")
     cfg = config_from_dict(state["config"])
     with torch_globals_restored():
-        res = _analyze(cfg, state, metrics, d)
+        res = _analyze(cfg, state, metrics, d, data_cache)
     write_json(cached, res)
     return {**res, "metrics": metrics, "run": run}
 
 
 def _analyze(
-    cfg: TrainConfig, state: dict[str, Any], metrics: dict[str, Any], d: Path
+    cfg: TrainConfig,
+    state: dict[str, Any],
+    metrics: dict[str, Any],
+    d: Path,
+    data_cache: dict[Any, Any] | None,
 ) -> dict[str, Any]:
     from masnn.analysis import measure
     from masnn.train.checkpoint import atomic_torch_save
@@ -380,7 +400,7 @@ def _analyze(
         torch.set_num_threads(cfg.run.threads)
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
-    data = _data_for(cfg)
+    data = _data_for(cfg, data_cache)
     model = build_model(cfg, data)
     model.load_state_dict(state["model"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -456,10 +476,11 @@ def run_report(
     specs = plan_runs(p, seeds=seeds, out=out, config=config, overrides=overrides, variants=vs)
     t0 = time.perf_counter()
     runs = []
+    data_cache: dict[Any, Any] = {}
     for i, spec in enumerate(specs):
         t_run = time.perf_counter()
         metrics, reused = ensure_run(spec)
-        res = analyze_run(spec.run_dir)
+        res = analyze_run(spec.run_dir, data_cache=data_cache)
         res["variant"] = spec.variant
         res["seed"] = spec.seed
         res["run_dir"] = spec.run_dir

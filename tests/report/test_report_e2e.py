@@ -36,21 +36,23 @@ def test_tiny_report_is_reproduced_by_masnn_eval(
         plots: list[str] = []
     except ImportError:
         plots = ["--no-plots"]
-    argv = ["report", "--preset", "tiny", "--out", str(out), "--no-isometry", *plots]
+    argv = ["report", "--preset", "tiny", "--out", str(out), *plots]
     argv += ["--set", *_over(gesture_root, tmp_path)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| vanilla |" in printed and "| +TA (paper) |" in printed
-    for f in ("table.md", "table.csv", "tests.csv", "runs.csv", "report.json"):
+    for f in ("table.md", "table.csv", "tests.csv", "runs.csv", "report.json", "isometry.csv"):
         assert (out / f).is_file(), f
     if not plots:
         for f in ("ta_weights", "response_maps", "response_channels", "nsar", "layer_rates",
-                  "acc_energy"):  # fmt: skip
+                  "acc_energy", "isometry"):  # fmt: skip
             assert (out / "plots" / f"{f}.png").stat().st_size > 1000, f
     runs = _rows(out / "runs.csv")
     assert [(r["setting"], r["seed"]) for r in runs] == [
         ("none", "0"), ("none", "1"), ("ta-paper", "0"), ("ta-paper", "1")
     ]  # fmt: skip
+    iso = _rows(out / "isometry.csv")  # ms_resnet18 at T = 1, Att-Res-SNN-1 and -2: 8 blocks each
+    assert len(iso) == 16 and {r["att_res"] for r in iso} == {"1", "2"}
     # every per-run number is what masnn eval gives for the saved best.pt ...
     for r in runs:
         res = evaluate_checkpoint(str(Path(r["run_dir"]) / "best.pt"))
