@@ -303,9 +303,9 @@ class _GateMeans:
 def predict(
     model: nn.Module, batches: Any, device: torch.device, amp: str = "none"
 ) -> tuple[list[int], list[int]]:
-    """Primary predictions and labels, by the trainer's rule (:func:`masnn.train.engine.evaluate`:
-    majority vote over clips, ties to the summed output, then the lowest index)."""
-    from masnn.train.engine import autocast_context
+    """Primary predictions and labels, by the trainer's rule
+    (:func:`masnn.train.engine.primary_prediction`, as :func:`~masnn.train.engine.evaluate`)."""
+    from masnn.train.engine import autocast_context, primary_prediction
 
     model.eval()
     preds: list[int] = []
@@ -319,12 +319,7 @@ def predict(
             k, b, xf = 1, x.shape[1], x
         with autocast_context(device, amp):
             out = model(xf).float()
-        out = out.reshape(k, b, -1)
-        pred = out.argmax(-1)
-        votes = torch.zeros(b, out.shape[-1], device=out.device)
-        votes.scatter_add_(1, pred.t(), torch.ones_like(pred.t(), dtype=votes.dtype))
-        primary = (votes + 1e-6 * torch.softmax(out.sum(0), -1)).argmax(1)
-        preds += primary.cpu().tolist()
+        preds += primary_prediction(out.reshape(k, b, -1)).cpu().tolist()
         labels += y.tolist()
     return preds, labels
 
