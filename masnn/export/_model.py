@@ -40,6 +40,13 @@ def causal_blocker(model: nn.Module) -> str | None:
     return blocker()
 
 
+def attn_name(model: nn.Module) -> str:
+    """The model's attention name (``"none"`` without attention)."""
+    cfg = getattr(getattr(model, "args", None), "attn", None)
+    name = getattr(cfg, "name", None) or getattr(model, "attn", None) or "none"
+    return str(name)
+
+
 def model_timesteps(model: nn.Module) -> int | None:
     """The ``T`` the model was built for (TA needs exactly it), or ``None``."""
     t = getattr(model, "timesteps", None)
@@ -156,7 +163,8 @@ def sequential_ops(model: nn.Module) -> list[Op]:
 
 def readout_groups(model: nn.Module) -> int:
     """Output neurons per class (``ma_snn5``'s voting); the readout is the group's mean rate."""
-    return int(getattr(model, "voting", 1))
+    voting = getattr(model, "voting", None) or getattr(getattr(model, "args", None), "voting", 1)
+    return int(voting)
 
 
 def lif_modules(model: nn.Module) -> list[tuple[str, LIF]]:

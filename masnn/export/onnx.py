@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from masnn.export import EXPORTERS, Exporter, ExportError
 from masnn.export._model import (
+    attn_name,
     causal_blocker,
     lif_modules,
     model_input_size,
@@ -182,7 +183,7 @@ def to_onnx(
     t = int(timesteps if timesteps is not None else (t_model or 0))
     if t < 1:
         raise ExportError("to_onnx needs timesteps >= 1 (the model does not define T)")
-    attn = getattr(model, "attn", "none")
+    attn = attn_name(model)
     if t_model is not None and t != t_model and causal_blocker(model) is not None:
         raise ExportError(
             f"attn={attn!r} is built for T={t_model} (temporal attention weighs the whole "
@@ -270,7 +271,7 @@ def _meta(model: nn.Module, t: int, *, layout: str, graph: str) -> dict[str, str
     cfg = getattr(model, "default_cfg", None)
     return {
         "masnn.model": getattr(cfg, "name", type(model).__name__),
-        "masnn.attn": str(getattr(model, "attn", "none")),
+        "masnn.attn": attn_name(model),
         "masnn.timesteps": str(t),
         "masnn.layout": layout,
         "masnn.graph": graph,

@@ -27,7 +27,7 @@ nir = pytest.importorskip("nir")
 from masnn.export.onnx import run_onnx  # noqa: E402
 
 #: The attention-free variant (NIR has no attention node). Adapt with the model YAML shape.
-VANILLA = ["model.attn=none"]
+VANILLA = ["model.attn.name=none"]
 
 
 def _train(root: Path, tmp: Path, name: str, extra: list[str]) -> tuple[Path, list[str]]:
