@@ -133,7 +133,7 @@ def _paper_neuron(cfg: TrainConfig) -> str | None:
     """The neuron the model uses with the ``paper`` placement (pinned for every setting)."""
     from masnn.models import model_cfg
 
-    return model_cfg(cfg.model.name).resolve({"placement": "paper"}).get("neuron")
+    return model_cfg(cfg.model.name).resolve({"placement": "paper"}).neuron.preset
 
 
 def plan_runs(
