@@ -81,7 +81,7 @@ class AttnLIF(nn.Module):
         kernel_size: int | None = None,
         attn_relu: bool | None = None,
         fc: bool = False,
-        backend: str = "torch",
+        backend: str = "auto",
         **neuron_kwargs: object,
     ) -> None:
         super().__init__()
@@ -181,7 +181,7 @@ class SpikingConvBlock(nn.Module):
         reduction_c: int | None = None,
         kernel_size: int | None = None,
         attn_relu: bool | None = None,
-        backend: str = "torch",
+        backend: str = "auto",
         **neuron_kwargs: object,
     ) -> None:
         super().__init__()
@@ -288,7 +288,7 @@ class SpikingLinearBlock(nn.Module):
         reduction_t: int | None = None,
         attn_relu: bool | None = None,
         neuron: str = "paper",
-        backend: str = "torch",
+        backend: str = "auto",
         **neuron_kwargs: object,
     ) -> None:
         super().__init__()

@@ -331,7 +331,7 @@ register_model(
             attn="tcsa",
             placement="paper",
             reduction_t=5,
-            backend="torch",
+            backend="auto",
         ),
         placement_defaults={"paper": _PAPER_PLACEMENT, "code": _CODE_PLACEMENT},
         sources=_DVS3_SOURCES,
@@ -362,7 +362,7 @@ register_model(
             attn="tcsa",
             placement="paper",
             reduction_t=5,
-            backend="torch",
+            backend="auto",
         ),
         placement_defaults={
             "paper": {**_PAPER_PLACEMENT, "reduction_c": 8},
@@ -405,7 +405,7 @@ register_model(
             placement="paper",
             neuron="plif",
             reduction_t=5,
-            backend="torch",
+            backend="auto",
         ),
         placement_defaults={
             "paper": {"reduction_c": 16, "kernel_size": 7, "attn_relu": False},

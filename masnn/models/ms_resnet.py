@@ -299,7 +299,7 @@ _DEFAULTS = dict(
     neuron="msresnet",
     drop_rate=0.2,
     widths=(64, 128, 256, 512),
-    backend="torch",
+    backend="auto",
 )
 _SOURCES = dict(
     num_classes="paper",

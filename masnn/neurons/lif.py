@@ -40,7 +40,7 @@ class LIF(nn.Module):
         self,
         neuron: str | NeuronSpec = "paper",
         *,
-        backend: str = "torch",
+        backend: str = "auto",
         membrane_gate: nn.Module | None = None,
         **neuron_kwargs: object,
     ) -> None:

@@ -25,3 +25,6 @@ class NotSupportedByBackend(ValueError):
 
 NEURON_BACKENDS: Registry[Callable[..., object]] = Registry("neuron backend")
 NEURON_BACKENDS.add("torch", lif_multistep)
+
+# One file + one registration per backend (imported last: they register into NEURON_BACKENDS).
+from masnn.neurons.backends import auto, cpp  # noqa: E402, F401
