@@ -10,7 +10,8 @@ median / min / max wall time per iteration, peak RSS and the RSS right after the
 * ``net``: ``ma_snn3`` (``variant`` vanilla / tcsa-code / tcsa-paper) or ``ma_snn5``;
   ``train`` (MSE on output rates vs one-hot, SGD step) or ``infer`` (eval, no grad);
   lib ``floor`` = the convolutions and linear layers alone; ``masnn-fast`` = the
-  inference fast path (:func:`masnn.inference.fast`).
+  inference fast path (:func:`masnn.inference.fast`); ``masnn-ckpt`` = training with block
+  checkpointing (:func:`masnn.layers.checkpoint.enable_checkpointing`).
 * ``breakdown``: one masnn train step split into conv / BN / neuron / attention / other.
 * ``aedat``: decode a synthetic AEDAT 3.1 file and integrate it into ``T`` frames.
 """
@@ -135,7 +136,7 @@ def build_net(row: Row) -> nn.Module:
     """The row's network (see :mod:`masnn.bench.nets`)."""
     from masnn.bench.nets import build_ma_snn3, build_ma_snn5
 
-    lib = "masnn" if row.lib == "masnn-fast" else row.lib
+    lib = "masnn" if row.lib in ("masnn-fast", "masnn-ckpt") else row.lib
     if row.net == "ma_snn5":
         return build_ma_snn5(lib, row.T)
     return build_ma_snn3(lib, row.variant, row.T)
@@ -166,6 +167,10 @@ def _net_step_fn(row: Row) -> Callable[[], Any]:
 
         return infer
     net.train()
+    if row.lib == "masnn-ckpt":
+        from masnn.layers.checkpoint import enable_checkpointing
+
+        enable_checkpointing(net)
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
     target = torch.zeros(row.B, 11)
     target[:, 0] = 1.0

@@ -54,6 +54,8 @@ def _net_rows(shapes: Iterable[tuple[int, int]], repeat: int, peers: bool = True
             libs = NET_LIBS if peers else ("floor", "masnn")
             for lib in libs:
                 out.append(Row("net", lib, group, mode=mode, T=T, B=B, repeat=repeat))
+            if mode == "train":
+                out.append(Row("net", "masnn-ckpt", group, mode=mode, T=T, B=B, repeat=repeat))
             if mode == "infer":
                 out.append(Row("net", "masnn-fast", group, mode=mode, T=T, B=B, repeat=repeat))
             for v in ("tcsa-code", "tcsa-paper"):
