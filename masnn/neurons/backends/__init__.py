@@ -27,4 +27,4 @@ NEURON_BACKENDS: Registry[Callable[..., object]] = Registry("neuron backend")
 NEURON_BACKENDS.add("torch", lif_multistep)
 
 # One file + one registration per backend (imported last: they register into NEURON_BACKENDS).
-from masnn.neurons.backends import auto, cpp  # noqa: E402, F401
+from masnn.neurons.backends import auto, cpp, triton  # noqa: E402, F401
