@@ -40,12 +40,12 @@ def _bn_stats_scratch(module: nn.Module) -> Iterator[None]:
     """Train-mode BNs of ``module`` update scratch copies of their running statistics."""
     saved = []
     for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
-            if m.track_running_stats and m.running_mean is not None:
-                saved.append((m, m.running_mean, m.running_var, m.num_batches_tracked))
-                m.running_mean = m.running_mean.clone()
-                m.running_var = m.running_var.clone()
-                m.num_batches_tracked = m.num_batches_tracked.clone()
+        bn = isinstance(m, nn.modules.batchnorm._BatchNorm)
+        if bn and m.training and m.track_running_stats and m.running_mean is not None:
+            saved.append((m, m.running_mean, m.running_var, m.num_batches_tracked))
+            m.running_mean = m.running_mean.clone()
+            m.running_var = m.running_var.clone()
+            m.num_batches_tracked = m.num_batches_tracked.clone()
     try:
         yield
     finally:

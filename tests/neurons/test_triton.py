@@ -65,7 +65,7 @@ def test_triton_equals_reference(preset: str, surrogate: str | None) -> None:
     torch.testing.assert_close(v_tri[far], v_ref[far], rtol=0, atol=1e-5)
     for name, g in g_ref.items():
         torch.testing.assert_close(
-            g_tri[name], g, rtol=1e-4, atol=1e-5, msg=lambda m: f"d{name}: {m}"
+            g_tri[name], g, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"d{n}: {m}"
         )
 
 
