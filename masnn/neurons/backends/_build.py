@@ -41,6 +41,13 @@ FLAGS = (
 )
 
 
+#: Tried when ``FLAGS`` fail (e.g. a compiler without OpenMP or ``-march=native``): a portable,
+#: single-threaded build (the OpenMP pragmas are ignored).
+FALLBACK_FLAGS = tuple(f for f in FLAGS if f not in ("-march=native", "-fopenmp")) + (
+    "-Wno-unknown-pragmas",
+)
+
+
 class BuildError(RuntimeError):
     """The fused kernel could not be compiled or loaded."""
 
@@ -79,7 +86,8 @@ def build_key(cxx: str) -> str:
     except (OSError, subprocess.SubprocessError, IndexError) as exc:
         raise BuildError(f"C++ compiler {cxx!r} not usable ({exc})") from None
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), version.encode(), " ".join(FLAGS).encode()):
+    flags = " ".join(FLAGS) + " | " + " ".join(FALLBACK_FLAGS)
+    for part in (SOURCE.read_bytes(), version.encode(), flags.encode()):
         h.update(part)
         h.update(b"\0")
     h.update(f"{platform.machine()} {_cpu_flags()}".encode())
@@ -87,10 +95,21 @@ def build_key(cxx: str) -> str:
 
 
 def _compile(cxx: str, out: Path) -> None:
+    try:
+        _compile_with(cxx, out, FLAGS)
+    except BuildError as first:
+        try:
+            _compile_with(cxx, out, FALLBACK_FLAGS)
+        except BuildError:
+            raise first from None
+        _log.warning("fused LIF kernel built without OpenMP/-march=native (%s)", first)
+
+
+def _compile_with(cxx: str, out: Path, flags: tuple[str, ...]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out.parent)
     os.close(fd)
-    cmd = [cxx, *FLAGS, str(SOURCE), "-o", tmp]
+    cmd = [cxx, *flags, str(SOURCE), "-o", tmp]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if res.returncode != 0:
