@@ -21,3 +21,15 @@ def test_ma_snn3_tcsa_has_no_graph_breaks(backend: str) -> None:
     explained = torch._dynamo.explain(model)(x)
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_jit_trace_records_the_reference_under_auto() -> None:
+    """A traced graph (e.g. legacy ONNX export) must contain the LIF's real operations."""
+    from masnn.neurons import LIF
+
+    lif = LIF("paper")
+    x = torch.randn(4, 2, 5)
+    traced = torch.jit.trace(lif, (x,), check_trace=False)
+    y = torch.randn(4, 2, 5) * 2
+    assert torch.equal(traced(y), LIF("paper", backend="torch")(y))

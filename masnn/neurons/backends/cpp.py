@@ -95,6 +95,8 @@ def make_plan(
 ) -> Plan:
     """Validate a call for a fused kernel; raises :class:`NotSupportedByBackend` otherwise."""
     check_shapes(x_seq, v0)
+    if torch.jit.is_tracing():
+        raise NotSupportedByBackend("fused LIF: opaque to torch.jit.trace (use the reference)")
     if gate is not None:
         raise NotSupportedByBackend("fused LIF: a membrane gate runs inside the step loop")
     if x_seq.dtype not in dtypes:
