@@ -66,16 +66,17 @@ def _checkpointed_forward(module: nn.Module, forward: Any, *args: Any, **kwargs:
 
 
 def checkpointable_blocks(model: nn.Module) -> list[nn.Module]:
-    """The outermost spiking blocks of ``model`` (conv / linear / MS-ResNet basic blocks)."""
+    """The outermost spiking blocks of ``model``: :class:`SpikingConvBlock`,
+    :class:`SpikingLinearBlock` and any module class that sets ``checkpoint_block = True``
+    (MS-ResNet's basic block)."""
     from masnn.layers.blocks import SpikingConvBlock, SpikingLinearBlock
-    from masnn.models.ms_resnet import MSBasicBlock
 
-    kinds = (SpikingConvBlock, SpikingLinearBlock, MSBasicBlock)
+    kinds = (SpikingConvBlock, SpikingLinearBlock)
     out: list[nn.Module] = []
 
     def walk(m: nn.Module) -> None:
         for child in m.children():
-            if isinstance(child, kinds):
+            if isinstance(child, kinds) or getattr(type(child), "checkpoint_block", False):
                 out.append(child)
             else:
                 walk(child)
