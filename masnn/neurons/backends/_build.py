@@ -106,8 +106,11 @@ def _compile(cxx: str, out: Path) -> None:
 
 
 def _compile_with(cxx: str, out: Path, flags: tuple[str, ...]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out.parent)
+    except OSError as exc:
+        raise BuildError(f"cache directory {out.parent} not writable ({exc})") from None
     os.close(fd)
     cmd = [cxx, *flags, str(SOURCE), "-o", tmp]
     try:
