@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from masnn.neurons.backends import NEURON_BACKENDS
 from masnn.neurons.functional import LIFParams
-from masnn.neurons.presets import NeuronSpec, resolve_neuron
+from masnn.neurons.presets import NeuronDynamics, resolve_neuron
 
 
 class LIF(nn.Module):
@@ -20,7 +20,7 @@ class LIF(nn.Module):
 
     Args:
         neuron: a preset name from ``NEURON_PRESETS`` (``"paper"``, ``"biclab"``,
-            ``"msresnet"``, ``"spikingjelly"``, ``"plif"``) or a resolved ``NeuronSpec``.
+            ``"msresnet"``, ``"spikingjelly"``, ``"plif"``) or a resolved ``NeuronDynamics``.
         backend: a name from ``NEURON_BACKENDS``, resolved once, here: ``"auto"`` (default:
             the fused kernel for the tensor's device where it applies, else the reference),
             ``"torch"`` (the reference), ``"cpp"``, ``"triton"`` (docs/performance.md).
@@ -40,7 +40,7 @@ class LIF(nn.Module):
 
     def __init__(
         self,
-        neuron: str | NeuronSpec = "paper",
+        neuron: str | NeuronDynamics = "paper",
         *,
         backend: str = "auto",
         membrane_gate: nn.Module | None = None,
