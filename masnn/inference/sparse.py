@@ -55,7 +55,6 @@ from masnn.inference.fast import fast
 from masnn.layers.blocks import SpikingConvBlock, SpikingLinearBlock
 from masnn.layers.seq import seq_apply
 from masnn.models.streaming import StreamState
-from masnn.neurons import LIF
 from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends._build import SOURCE as LIF_SOURCE
 from masnn.neurons.backends._build import _cpu_flags, load_shared

@@ -23,7 +23,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 _log = logging.getLogger("masnn.neurons.backends")
@@ -112,7 +112,7 @@ def load_library() -> ctypes.CDLL:
     return lib
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_shared(stem: str, sources: tuple[Path, ...]) -> ctypes.CDLL:
     """Compile ``sources[0]`` (first use; it may ``#include`` the others, which the cache key
     also hashes) or reuse the cached ``<stem>.so``, and load it; raises :class:`BuildError`."""
