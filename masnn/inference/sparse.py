@@ -469,6 +469,10 @@ class SparseInference(nn.Module):
     ) -> tuple[Tensor, list[Tensor]]:
         """Per-step head output ``(T, B, D)`` and every layer's last membrane."""
         self.model._check_input(x_seq)
+        if x_seq.device.type != "cpu":
+            raise ValueError(
+                f"the sparse engine runs on the CPU; got input on {x_seq.device} (use .cpu())"
+            )
         T, B = x_seq.shape[:2]
         s = Spikes(tuple(x_seq.shape[2:]), T, B, dense=x_seq.float())
         vs, routes = [], []
@@ -547,7 +551,8 @@ def sparse(model: nn.Module, thresholds: dict[str, float] | None = None) -> Spar
     """An event-driven inference copy of ``model`` (see the module docstring).
 
     Args:
-        model: a trained ``ma_snn3`` / ``ma_snn5`` family model (not modified).
+        model: a trained ``ma_snn3`` / ``ma_snn5`` family model (not modified; the engine
+            runs on the CPU whatever the model's device).
         thresholds: per-layer density thresholds (signature -> density); default: the stored
             calibration of this machine (:func:`calibrate`), else :data:`DEFAULT_THRESHOLD`.
 
@@ -565,7 +570,7 @@ def sparse(model: nn.Module, thresholds: dict[str, float] | None = None) -> Spar
         torch.Size([1, 11])
     """
     _lib()
-    return SparseInference(fast(model).model, thresholds).eval()
+    return SparseInference(fast(model).model.cpu(), thresholds).eval()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def _evaluate_checkpoint(
     data = build_data(cfg.data, cfg.run.seed, progress=False)
     model = build_model(cfg, data)
     model.load_state_dict(state["model"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = torch.cuda.is_available() and engine != "sparse"  # the sparse engine is CPU-only
+    device = torch.device("cuda" if gpu else "cpu")
     model.to(device)
     ds = data.test if split == "test" else data.val
     if ds is None:

@@ -235,11 +235,12 @@ def test_routing_follows_the_threshold() -> None:
     assert [r for r, _ in eng.last_routes] == ["dense"] + ["sparse"] * 4
 
 
-def test_streaming_equals_the_sequence_and_refuses_ta() -> None:
+@pytest.mark.parametrize("attn", ["none", "csa"])  # fused LIF everywhere / gated conv layers
+def test_streaming_equals_the_sequence_and_refuses_ta(attn: str) -> None:
     torch.manual_seed(2)
     T, B = 5, 2
     x = _input(T, B, seed=7)
-    model = _trained_bn(create_model("ma_snn3_tiny", attn="csa", timesteps=T), x)
+    model = _trained_bn(create_model("ma_snn3_tiny", attn=attn, timesteps=T), x)
     eng = sparse(model)
     full = eng(x, mode="sparse")
     state = eng.init_state(B)
@@ -250,6 +251,7 @@ def test_streaming_equals_the_sequence_and_refuses_ta() -> None:
     out, state = eng.step(x[:2], state, mode="sparse")
     out, state = eng.step(x[2:], state, mode="sparse")
     assert torch.equal(out, full)
+    assert float(full.sum()) > 0  # the readout layer spiked
     ta = sparse(create_model("ma_snn3_tiny", attn="tcsa", timesteps=T).eval())
     with pytest.raises(ValueError, match="non-causal"):
         ta.init_state(1)
