@@ -59,13 +59,14 @@ from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends._build import SOURCE as LIF_SOURCE
 from masnn.neurons.backends._build import _cpu_flags, load_shared
 from masnn.neurons.backends.cpp import _CParams, make_plan
+from masnn.neurons.backends.cpp import _forward as lif_forward
 from masnn.readout import mean_over_time
 
 _log = logging.getLogger("masnn.inference.sparse")
 
 SOURCE = Path(__file__).with_name("sparse_cpu.cpp")
 #: Input spike density at or below which a layer runs sparse when this machine is uncalibrated.
-DEFAULT_THRESHOLD = 0.05
+DEFAULT_THRESHOLD = 0.1
 #: Densities :func:`calibrate` measures (the issue's synthetic range, 0.5 % - 30 %).
 CALIBRATION_DENSITIES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
@@ -388,7 +389,21 @@ class SparseLayer(nn.Module):
         v = torch.empty((B, n), dtype=torch.float32)
         dense = torch.empty((T, B, n), dtype=torch.float32) if need_dense else None
         lib = _lib()
-        if sparse:
+        if _threads() > B:  # too few samples to split: conv over frames, LIF over neurons
+            if sparse:
+                cur = self._sparse_current(s)
+            else:
+                cur = self._dense_current(s)
+            if conv:
+                cur = cur.permute(0, 1, 3, 4, 2)
+            cur = cur.float().contiguous().view(T, B * n)
+            spikes, v_flat, _ = lif_forward(cur, None if v0c is None else v0c.view(-1),
+                                            self.cparams, save_u=False)  # fmt: skip
+            v.copy_(v_flat.view(B, n))
+            lib.masnn_sparse_compress(_ptr(spikes), T * B, n, _ptr(idx), _ptr(cnt), _threads())
+            if dense is not None:
+                dense.copy_(spikes.view(T, B, n))
+        elif sparse:
             s.to_index()
             assert s.idx is not None and s.cnt is not None
             lib.masnn_sparse_conv_lif(

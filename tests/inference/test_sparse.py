@@ -284,3 +284,49 @@ def test_unsupported_models_are_refused() -> None:
     model = create_model("ms_resnet18", num_classes=10, timesteps=2)
     with pytest.raises(ValueError, match="fast"):
         sparse(model)
+
+
+def test_ma_snn5_max_pool_after_the_neuron() -> None:
+    """Five-layer PLIF net: bias-free convs, max pool on the spikes, voting readout."""
+    torch.manual_seed(0)
+    model = create_model(
+        "ma_snn5", attn="none", timesteps=3, input_size=(2, 64, 64), channels=(8,) * 5, hidden=16
+    ).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_var.fill_(0.05)
+                m.weight.fill_(2.0)
+                m.bias.fill_(0.3)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(3, 2, 2, 64, 64, generator=g) < 0.2).float()
+    with torch.inference_mode():
+        ref = fast(model)(x)
+    eng = sparse(model)
+    assert [la.kind for la in eng.layers] == ["conv"] * 5 + ["linear"] * 2
+    assert eng.layers[1].pool_after is not None and not eng.layers[1].fused
+    for mode in ("sparse", "dense"):
+        out = eng(x, mode=mode)
+        assert out.shape == (2, 11)
+        assert (out - ref).abs().max() <= 1 / 30 + 1e-6  # one vote of one step at most
+        assert all(d > 0 for _, d in eng.last_routes[1:5])  # the conv layers did get spikes
+
+
+def test_small_batches_split_over_neurons_with_the_same_result() -> None:
+    """``B`` below the thread count: conv over frames + LIF over neurons, not per sample."""
+    T = 4
+    x = _input(T, 4, seed=9)
+    model = _trained_bn(create_model("ma_snn3_tiny", attn="none", timesteps=T), x)
+    eng = sparse(model)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        full = eng(x, mode="sparse")  # B = 4 >= 2 threads: fused per sample
+        one = torch.cat([eng(x[:, i : i + 1], mode="sparse") for i in range(4)])  # B = 1 < 2
+        dense_one = torch.cat([eng(x[:, i : i + 1], mode="dense") for i in range(4)])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(full, one)
+    # (the dense route's torch conv may round differently per batch size: a flip at most)
+    assert (eng(x, mode="dense") - dense_one).abs().max() <= 1 / T + 1e-6
+    assert float(full.sum()) > 0
