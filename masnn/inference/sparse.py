@@ -658,19 +658,28 @@ def time_layer(layer: SparseLayer, s: Spikes, mode: str, repeats: int = 3) -> fl
 
 
 def crossover(densities: list[float], t_sparse: list[float], t_dense: list[float]) -> float:
-    """The density where sparse stops being faster (linear interpolation between the two
-    measured densities around the first crossing; the last density if sparse always wins,
-    0 if it never does)."""
-    prev = None
-    for d, ts, td in zip(densities, t_sparse, t_dense):
-        if ts > td:
-            if prev is None:
-                return 0.0
-            d0, a0 = prev  # a = t_dense - t_sparse: positive before, <= 0 here
-            a1 = td - ts
-            return d0 + (d - d0) * a0 / (a0 - a1)
-        prev = (d, td - ts)
-    return densities[-1]
+    """The density where sparse stops being faster.
+
+    Least-squares fits (robust to a noisy point): the sparse time as a line in the density,
+    the dense time as a constant (its work does not depend on the density). The crossing is
+    clipped to the measured range: ``0`` if sparse never wins, the largest measured density if
+    it always does (no extrapolation).
+    """
+    n = len(densities)
+    if n < 2 or len(t_sparse) != n or len(t_dense) != n:
+        raise ValueError("crossover needs >= 2 densities with one sparse and one dense time each")
+    md = sum(densities) / n
+    ms = sum(t_sparse) / n
+    var = sum((d - md) ** 2 for d in densities)
+    slope = sum((d - md) * (t - ms) for d, t in zip(densities, t_sparse)) / var
+    icpt = ms - slope * md
+    dense = sum(t_dense) / n
+    lo, hi = min(densities), max(densities)
+    if icpt + slope * lo >= dense:
+        return 0.0
+    if slope <= 0 or icpt + slope * hi <= dense:
+        return hi
+    return (dense - icpt) / slope
 
 
 def calibrate(

@@ -273,11 +273,14 @@ def test_calibration_is_stored_per_machine(tmp_path: Path, monkeypatch: pytest.M
         load_thresholds()
 
 
-def test_crossover_interpolates() -> None:
+def test_crossover_fits_the_sparse_line_against_the_dense_level() -> None:
     d = [0.01, 0.1, 0.3]
-    assert crossover(d, [1, 2, 5], [4, 4, 4]) == pytest.approx(0.1 + 0.2 * 2 / 3)
-    assert crossover(d, [1, 1, 1], [2, 2, 2]) == 0.3  # sparse always wins
-    assert crossover(d, [3, 3, 3], [2, 2, 2]) == 0.0  # never
+    assert crossover(d, [1.1, 2.0, 4.0], [3.0, 3.0, 3.0]) == pytest.approx(0.2)  # 1 + 10 d
+    assert crossover(d, [1.1, 2.0, 4.0], [2.5, 3.5, 3.0]) == pytest.approx(0.2)  # noisy dense
+    assert crossover(d, [1, 1, 1], [2, 2, 2]) == 0.3  # sparse always wins: no extrapolation
+    assert crossover(d, [3, 4, 5], [2, 2, 2]) == 0.0  # never
+    with pytest.raises(ValueError, match="2 densities"):
+        crossover([0.1], [1], [2])
 
 
 def test_unsupported_models_are_refused() -> None:
