@@ -366,7 +366,8 @@ class SparseLayer(nn.Module):
         T, B = s.steps, s.batch
         if self.fused:
             return self._fused(s, v0, sparse, need_dense)
-        cur = self._sparse_current(s) if sparse else self._dense_current(s)
+        # torch's attention and LIF run on the standard layout (as in the dense path)
+        cur = self._sparse_current(s).contiguous() if sparse else self._dense_current(s)
         if self.post_attn is not None:
             cur = self.post_attn(cur)
         spikes, v = self.lif(cur, state=v0, return_state=True)
