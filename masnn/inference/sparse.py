@@ -329,6 +329,8 @@ class SparseLayer(nn.Module):
         if self.kind == "linear":
             flat = x if x.dim() == 3 else x.permute(0, 1, 3, 4, 2).reshape(s.steps, s.batch, -1)
             return F.linear(flat, self.w_dense, self.bias)  # (T, B, F_out)
+        if self.block.pre_attn is not None:  # conv_pre attention gates the input spikes
+            x = self.block.pre_attn(x)
         return seq_apply(self.block._current, x)  # (T, B, C, H', W')
 
     def _sparse_current(self, s: Spikes) -> Tensor:
@@ -586,7 +588,7 @@ def sparse(model: nn.Module, thresholds: dict[str, float] | None = None) -> Spar
         torch.Size([1, 11])
     """
     _lib()
-    return SparseInference(fast(model).model.cpu(), thresholds).eval()
+    return SparseInference(fast(model).model.cpu().float(), thresholds).eval()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -197,12 +197,15 @@ def test_every_layer_spikes_equal_away_from_threshold(attn: str) -> None:
 # -- model level ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attn", ["none", "tcsa"])
-def test_same_predictions_as_fast_path(attn: str) -> None:
+@pytest.mark.parametrize(
+    "attn,locations", [("none", None), ("tcsa", None), ("tca", {"t": "conv_pre"})]
+)
+def test_same_predictions_as_fast_path(attn: str, locations: dict[str, str] | None) -> None:
     torch.manual_seed(1)
     T, B = 6, 16
     x = _input(T, B, seed=5)
-    model = _trained_bn(create_model("ma_snn3_tiny", attn=attn, timesteps=T), x)
+    model = create_model("ma_snn3_tiny", attn=attn, timesteps=T, locations=locations)
+    model = _trained_bn(model, x)
     with torch.inference_mode():
         ref = fast(model)(x)
     eng = sparse(model)
@@ -215,6 +218,9 @@ def test_same_predictions_as_fast_path(attn: str) -> None:
         assert (out != ref).float().mean() < 0.05
     routes = eng.last_routes
     assert routes[0][0] == "dense" and len(routes) == 5
+    if locations:  # conv_pre gates make the conv inputs non-binary: those layers run dense
+        assert [r for r, _ in routes[:3]] == ["dense"] * 3
+        assert "conv_pre" in (eng.layers[1].why_dense or "")
     with pytest.raises(RuntimeError, match="inference only"):
         eng.train()
     with pytest.raises(ValueError, match="mode"):
