@@ -80,7 +80,7 @@ class _Geom(ctypes.Structure):
 
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL:
-    lib = load_shared("masnn_sparse", (SOURCE, LIF_SOURCE))
+    lib = load_shared("masnn_sparse", (SOURCE, LIF_SOURCE), "the sparse inference kernel")
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     sigs = {
         "masnn_sparse_conv": [p, p, i64, i64, p, p, p, p, i32],

@@ -233,6 +233,8 @@ def test_routing_follows_the_threshold() -> None:
     model = _trained_bn(create_model("ma_snn3_tiny", attn="none", timesteps=T), x)
     eng = sparse(model, thresholds={})
     assert all(la.threshold == DEFAULT_THRESHOLD for la in eng.layers)
+    # vanilla: every LIF fused (the copied model's surrogate is still the registered one)
+    assert all(la.fused for la in eng.layers)
     eng.set_thresholds({la.signature(): 0.0 for la in eng.layers})
     eng(x)
     assert [r for r, _ in eng.last_routes] == ["dense"] * 5

@@ -107,13 +107,13 @@ def _compile(cxx: str, out: Path, source: Path = SOURCE) -> None:
 @lru_cache(maxsize=1)
 def load_library() -> ctypes.CDLL:
     """Compile (first use) or reuse the cached library and load it; raises :class:`BuildError`."""
-    lib = load_shared("masnn_lif", (SOURCE,))
+    lib = load_shared("masnn_lif", (SOURCE,), "the fused LIF kernel")
     _declare(lib)
     return lib
 
 
 @cache
-def load_shared(stem: str, sources: tuple[Path, ...]) -> ctypes.CDLL:
+def load_shared(stem: str, sources: tuple[Path, ...], what: str) -> ctypes.CDLL:
     """Compile ``sources[0]`` (first use; it may ``#include`` the others, which the cache key
     also hashes) or reuse the cached ``<stem>.so``, and load it; raises :class:`BuildError`."""
     if os.environ.get("MASNN_NO_BUILD"):
@@ -125,7 +125,7 @@ def load_shared(stem: str, sources: tuple[Path, ...]) -> ctypes.CDLL:
         raise BuildError(f"C++ compiler {cxx!r} not found (set MASNN_CXX or CXX)")
     lib_path = cache_root() / f"{stem}_{build_key(cxx, sources)}" / f"{stem}.so"
     if not lib_path.is_file():
-        _log.info("compiling %s: %s", sources[0].name, lib_path)
+        _log.info("compiling %s: %s", what, lib_path)
         _compile(cxx, lib_path, sources[0])
     try:
         return ctypes.CDLL(str(lib_path))
