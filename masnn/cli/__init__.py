@@ -28,6 +28,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "masnn.cli.data",
     "masnn.cli.train",
     "masnn.cli.bench",
+    "masnn.cli.report",
 )
 
 

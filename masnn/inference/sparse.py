@@ -230,6 +230,8 @@ class SparseLayer(nn.Module):
             self._init_conv(block)
         else:
             self._init_linear(block)
+        if block.pre_attn is not None:
+            self.why_dense = "conv_pre attention gates the input spikes"
         self.fused = self.post_attn is None and self.lif.membrane_gate is None
         self.fused = self.fused and self.pool_after is None
         self.cparams: _CParams | None = None
@@ -291,8 +293,6 @@ class SparseLayer(nn.Module):
         else:
             self.out_shape = self.lif_shape
         self.kind = "conv"
-        if block.pre_attn is not None:
-            self.why_dense = "conv_pre attention gates the input spikes"
 
     def _init_linear(self, block: SpikingLinearBlock) -> None:
         fc = block.fc
@@ -328,6 +328,8 @@ class SparseLayer(nn.Module):
         x = s.to_dense().float()
         if self.kind == "linear":
             flat = x if x.dim() == 3 else x.permute(0, 1, 3, 4, 2).reshape(s.steps, s.batch, -1)
+            if self.block.pre_attn is not None:  # TA: pools over all features, one gate per
+                flat = self.block.pre_attn(flat)  # step: the feature order does not matter
             return F.linear(flat, self.w_dense, self.bias)  # (T, B, F_out)
         if self.block.pre_attn is not None:  # conv_pre attention gates the input spikes
             x = self.block.pre_attn(x)

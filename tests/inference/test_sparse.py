@@ -218,9 +218,9 @@ def test_same_predictions_as_fast_path(attn: str, locations: dict[str, str] | No
         assert (out != ref).float().mean() < 0.05
     routes = eng.last_routes
     assert routes[0][0] == "dense" and len(routes) == 5
-    if locations:  # conv_pre gates make the conv inputs non-binary: those layers run dense
-        assert [r for r, _ in routes[:3]] == ["dense"] * 3
-        assert "conv_pre" in (eng.layers[1].why_dense or "")
+    if locations:  # conv_pre gates make the inputs non-binary: those layers run dense
+        assert [r for r, _ in routes] == ["dense"] * 5
+        assert all("conv_pre" in (la.why_dense or "") for la in eng.layers[1:])
     with pytest.raises(RuntimeError, match="inference only"):
         eng.train()
     with pytest.raises(ValueError, match="mode"):
