@@ -11,6 +11,7 @@ optimiser, hook overhead). Hooks add a little time: read the shares, not the abs
 from __future__ import annotations
 
 import time
+import warnings
 from collections import defaultdict
 from typing import Any
 
@@ -80,6 +81,8 @@ def breakdown(row: Any) -> dict[str, Any]:
         handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
         handles += [m.register_full_backward_pre_hook(pre), m.register_full_backward_hook(post)]
     steps: list[dict[str, float]] = []
+    # the first conv's input needs no gradient: its backward hook fires on output grads (fine)
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
     for i in range(row.warmup + row.repeat):
         acc.clear()
         t0 = time.perf_counter()

@@ -36,12 +36,14 @@ class _Merged(nn.Module):
 class _Rate(nn.Module):
     """``(T, B, ...) -> (B, K)``: the network, then the mean over T."""
 
-    def __init__(self, *mods: nn.Module) -> None:
+    def __init__(self, *mods: nn.Module, voting: int = 1) -> None:
         super().__init__()
         self.net = nn.Sequential(*mods)
+        self.voting = voting
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).mean(0)
+        rate = self.net(x).mean(0)  # (B, K * voting)
+        return rate.view(rate.shape[0], -1, self.voting).mean(-1)
 
 
 class _Flatten(nn.Module):
@@ -199,5 +201,5 @@ def build_ma_snn5(lib: str, timesteps: int, classes: int = 11) -> nn.Module:
         c_in = 128
     layers += [_Flatten(), _Merged(nn.Dropout(0.5), nn.Linear(128 * 4 * 4, 512, bias=False))]
     layers += [plif(), _Merged(nn.Dropout(0.5), nn.Linear(512, classes * 10, bias=False)), plif()]
-    net = _Rate(*layers)
+    net = _Rate(*layers, voting=10)
     return torch.compile(net) if lib == "sj-compile" else net

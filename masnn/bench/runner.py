@@ -112,13 +112,9 @@ def rows(profile: str) -> list[Row]:
 
 def missing_peer(row: Row) -> str | None:
     """Why ``row`` cannot run here (a peer library not installed), or ``None``."""
-    for lib in (row.lib,):
-        mod = PEER_MODULES.get(lib)
-        if mod and importlib.util.find_spec(mod) is None:
-            return f"{mod} not installed"
-    if row.variant == "tcsa-code" and row.lib.startswith("sj"):
-        if importlib.util.find_spec("spikingjelly") is None:
-            return "spikingjelly not installed"
+    mod = PEER_MODULES.get(row.lib)
+    if mod and importlib.util.find_spec(mod) is None:
+        return f"{mod} not installed"
     return None
 
 

@@ -40,12 +40,12 @@ def _bn_stats_scratch(module: nn.Module) -> Iterator[None]:
     """Train-mode BNs of ``module`` update scratch copies of their running statistics."""
     saved = []
     for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
-            if m.track_running_stats and m.running_mean is not None:
-                saved.append((m, m.running_mean, m.running_var, m.num_batches_tracked))
-                m.running_mean = m.running_mean.clone()
-                m.running_var = m.running_var.clone()
-                m.num_batches_tracked = m.num_batches_tracked.clone()
+        bn = isinstance(m, nn.modules.batchnorm._BatchNorm)
+        if bn and m.training and m.track_running_stats and m.running_mean is not None:
+            saved.append((m, m.running_mean, m.running_var, m.num_batches_tracked))
+            m.running_mean = m.running_mean.clone()
+            m.running_var = m.running_var.clone()
+            m.num_batches_tracked = m.num_batches_tracked.clone()
     try:
         yield
     finally:
@@ -66,16 +66,17 @@ def _checkpointed_forward(module: nn.Module, forward: Any, *args: Any, **kwargs:
 
 
 def checkpointable_blocks(model: nn.Module) -> list[nn.Module]:
-    """The outermost spiking blocks of ``model`` (conv / linear / MS-ResNet basic blocks)."""
+    """The outermost spiking blocks of ``model``: :class:`SpikingConvBlock`,
+    :class:`SpikingLinearBlock` and any module class that sets ``checkpoint_block = True``
+    (MS-ResNet's basic block)."""
     from masnn.layers.blocks import SpikingConvBlock, SpikingLinearBlock
-    from masnn.models.ms_resnet import MSBasicBlock
 
-    kinds = (SpikingConvBlock, SpikingLinearBlock, MSBasicBlock)
+    kinds = (SpikingConvBlock, SpikingLinearBlock)
     out: list[nn.Module] = []
 
     def walk(m: nn.Module) -> None:
         for child in m.children():
-            if isinstance(child, kinds):
+            if isinstance(child, kinds) or getattr(type(child), "checkpoint_block", False):
                 out.append(child)
             else:
                 walk(child)

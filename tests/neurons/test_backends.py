@@ -288,3 +288,25 @@ def test_unsupported_configurations_raise() -> None:
     auto = NEURON_BACKENDS.get("auto")
     s, _ = auto(x, None, p, lif.surrogate)
     assert torch.equal(s, lif_multistep(x, None, p, lif.surrogate)[0])
+
+
+def test_compiler_without_openmp_gets_a_portable_build(tmp_path: Path) -> None:
+    """A compiler that refuses ``-fopenmp``: single-threaded portable build, same results."""
+    fake = tmp_path / "noomp"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && '
+                    '{ echo "unsupported option -fopenmp" >&2; exit 1; }; done\nexec g++ "$@"\n')  # fmt: skip
+    fake.chmod(0o755)
+    code = (
+        "import torch; from masnn.neurons import LIF; x = torch.randn(5, 3, 700);"
+        "print(torch.equal(LIF('paper', backend='cpp')(x), LIF('paper', backend='torch')(x)))"
+    )
+    env = {
+        **os.environ,
+        "MASNN_CXX": str(fake),
+        "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"),
+        "PYTHONPATH": str(REPO),
+    }
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "True"
+    assert "built without OpenMP" in res.stderr and "unsupported option -fopenmp" in res.stderr

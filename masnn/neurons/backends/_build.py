@@ -41,6 +41,13 @@ FLAGS = (
 )
 
 
+#: Tried when ``FLAGS`` fail (e.g. a compiler without OpenMP or ``-march=native``): a portable,
+#: single-threaded build (the OpenMP pragmas are ignored).
+FALLBACK_FLAGS = tuple(f for f in FLAGS if f not in ("-march=native", "-fopenmp")) + (
+    "-Wno-unknown-pragmas",
+)
+
+
 class BuildError(RuntimeError):
     """The fused kernel could not be compiled or loaded."""
 
@@ -79,7 +86,8 @@ def build_key(cxx: str, sources: tuple[Path, ...] = (SOURCE,)) -> str:
     except (OSError, subprocess.SubprocessError, IndexError) as exc:
         raise BuildError(f"C++ compiler {cxx!r} not usable ({exc})") from None
     h = hashlib.sha256()
-    for part in (*(p.read_bytes() for p in sources), version.encode(), " ".join(FLAGS).encode()):
+    flags = " ".join(FLAGS) + " | " + " ".join(FALLBACK_FLAGS)
+    for part in (*(p.read_bytes() for p in sources), version.encode(), flags.encode()):
         h.update(part)
         h.update(b"\0")
     h.update(f"{platform.machine()} {_cpu_flags()}".encode())
@@ -87,10 +95,24 @@ def build_key(cxx: str, sources: tuple[Path, ...] = (SOURCE,)) -> str:
 
 
 def _compile(cxx: str, out: Path, source: Path = SOURCE) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out.parent)
+    try:
+        _compile_with(cxx, out, FLAGS, source)
+    except BuildError as first:
+        try:
+            _compile_with(cxx, out, FALLBACK_FLAGS, source)
+        except BuildError:
+            raise first from None
+        _log.warning("%s built without OpenMP/-march=native (%s)", source.name, first)
+
+
+def _compile_with(cxx: str, out: Path, flags: tuple[str, ...], source: Path = SOURCE) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out.parent)
+    except OSError as exc:
+        raise BuildError(f"cache directory {out.parent} not writable ({exc})") from None
     os.close(fd)
-    cmd = [cxx, *FLAGS, str(source), "-o", tmp]
+    cmd = [cxx, *flags, str(source), "-o", tmp]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if res.returncode != 0:

@@ -2,7 +2,8 @@
 
 Per call: a CPU tensor goes to the fused ``"cpp"`` kernel, a CUDA tensor to the ``"triton"``
 kernel (when Triton is installed); everything a fused kernel does not cover (a membrane gate,
-another dtype, tracing under ``torch.compile``, a kernel that could not be built) runs the
+another dtype, tracing under ``torch.compile``/``torch.export``/``torch.jit.trace`` (e.g. ONNX
+export), a kernel that could not be built) runs the
 reference ``"torch"`` loop. A kernel that fails to build is reported once, as a logged
 warning naming the reason, and the reference is used from then on in this process.
 """
@@ -63,7 +64,7 @@ def lif_auto(
     gate: MembraneGate = None,
 ) -> tuple[Tensor, Tensor]:
     """Dispatch one call (see the module docstring); same contract as the reference."""
-    if gate is None and not torch.compiler.is_compiling():
+    if gate is None and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
         impl = fused_backend(x_seq.device.type)
         if impl is not None:
             try:

@@ -95,6 +95,8 @@ def make_plan(
 ) -> Plan:
     """Validate a call for a fused kernel; raises :class:`NotSupportedByBackend` otherwise."""
     check_shapes(x_seq, v0)
+    if torch.jit.is_tracing():
+        raise NotSupportedByBackend("fused LIF: opaque to torch.jit.trace (use the reference)")
     if gate is not None:
         raise NotSupportedByBackend("fused LIF: a membrane gate runs inside the step loop")
     if x_seq.dtype not in dtypes:
@@ -184,8 +186,9 @@ class _FusedLIF(torch.autograd.Function):
         g_v0 = torch.empty(N, dtype=u.dtype) if need_v0 and ctx.has_v0 else None
         p_leak = torch.empty(nchunks, dtype=torch.float64) if need_leak else None
         p_gain = torch.empty(nchunks, dtype=torch.float64) if need_gain else None
-        gs = None if g_spikes is None else g_spikes.contiguous()
-        gv = None if g_vlast is None else g_vlast.contiguous()
+        # the kernel reads both gradients (no branches in its loop): zeros for an unused output
+        gs = torch.zeros_like(u) if g_spikes is None else g_spikes.contiguous()
+        gv = torch.zeros(N, dtype=u.dtype) if g_vlast is None else g_vlast.contiguous()
         fn = getattr(lib, f"masnn_lif_backward_{_suffix(u.dtype)}")
         fn(_ptr(gs), _ptr(gv), _ptr(u), _ptr(x2), _ptr(v0), _ptr(g_x), _ptr(g_v0),
            _ptr(p_leak), _ptr(p_gain), T, N, ctypes.byref(ctx.cp),
