@@ -71,6 +71,12 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     _add_set(p, "override data keys (e.g. data.root=... when the data moved)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument(
+        "--engine",
+        choices=("model", "fast", "sparse"),
+        default="model",
+        help="inference engine: the model itself, the dense fast path, or event-driven sparse",
+    )
+    p.add_argument(
         "--per-class",
         action="store_true",
         help="also print each class's accuracy and what it is most often mistaken for",
@@ -83,7 +89,9 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from masnn.train.evaluate import evaluate_checkpoint
 
-    res = evaluate_checkpoint(args.checkpoint, split=args.split, overrides=args.overrides)
+    res = evaluate_checkpoint(
+        args.checkpoint, split=args.split, overrides=args.overrides, engine=args.engine
+    )
     if args.json:
         if args.per_class:  # per-class recall next to the confusion matrix it comes from
             from masnn.train.engine import EvalStats

@@ -122,6 +122,10 @@ class Surrogate:
         object.__setattr__(self, "param", param)
         object.__setattr__(self, "kind", kind)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Surrogate:
+        # immutable: a copied model shares it, so backends still recognise the registered kind
+        return self
+
     def __call__(self, x: Tensor) -> Tensor:
         """Spikes ``Θ(x)`` with the surrogate gradient."""
         return _SpikeFn.apply(x, self.kind.grad, self.param, self.strict)

@@ -14,9 +14,12 @@ from masnn.train.distributed import DistInfo
 
 
 def evaluate_checkpoint(
-    path: str, *, split: str = "test", overrides: list[str] | None = None
+    path: str, *, split: str = "test", overrides: list[str] | None = None, engine: str = "model"
 ) -> dict[str, Any]:
     """Rebuild data and model from the checkpoint's config and evaluate ``split``.
+
+    ``engine``: ``"model"`` (the model itself), ``"fast"`` (:func:`masnn.inference.fast`) or
+    ``"sparse"`` (:func:`masnn.inference.sparse`; accuracy only, the accounting uses the model).
 
     Returns:
         ``{"stats": EvalStats as dict, "accounting": {...}, "summary": str, "epoch": int,
@@ -25,10 +28,12 @@ def evaluate_checkpoint(
     from masnn.train.runner import torch_globals_restored
 
     with torch_globals_restored():
-        return _evaluate_checkpoint(path, split, overrides)
+        return _evaluate_checkpoint(path, split, overrides, engine)
 
 
-def _evaluate_checkpoint(path: str, split: str, overrides: list[str] | None) -> dict[str, Any]:
+def _evaluate_checkpoint(
+    path: str, split: str, overrides: list[str] | None, engine: str = "model"
+) -> dict[str, Any]:
     from masnn.train.runner import account, build_model, evaluate_split, format_accounting
 
     state = ckpt_io.load_checkpoint(path)
@@ -47,12 +52,13 @@ def _evaluate_checkpoint(path: str, split: str, overrides: list[str] | None) -> 
     data = build_data(cfg.data, cfg.run.seed, progress=False)
     model = build_model(cfg, data)
     model.load_state_dict(state["model"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = torch.cuda.is_available() and engine != "sparse"  # the sparse engine is CPU-only
+    device = torch.device("cuda" if gpu else "cpu")
     model.to(device)
     ds = data.test if split == "test" else data.val
     if ds is None:
         raise ValueError("this run has no validation split (data.val_fraction=0)")
-    stats = evaluate_split(model, ds, cfg, data, DistInfo(), device)
+    stats = evaluate_split(_engine(model, engine), ds, cfg, data, DistInfo(), device)
     acc = account(model, data, cfg, device) if split == "test" else {}
     summary = format_accounting(acc) if acc else ""
     return {
@@ -62,3 +68,14 @@ def _evaluate_checkpoint(path: str, split: str, overrides: list[str] | None) -> 
         "epoch": state["epoch"],
         "class_names": list(data.class_names),
     }
+
+
+def _engine(model: torch.nn.Module, engine: str) -> torch.nn.Module:
+    """The model wrapped by the chosen inference engine (``masnn eval --engine``)."""
+    if engine == "model":
+        return model
+    from masnn import inference
+
+    if engine not in ("fast", "sparse"):
+        raise ValueError(f"unknown engine {engine!r}; allowed: ['model', 'fast', 'sparse']")
+    return getattr(inference, engine)(model)

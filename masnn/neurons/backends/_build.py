@@ -23,7 +23,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 _log = logging.getLogger("masnn.neurons.backends")
@@ -77,8 +77,8 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def build_key(cxx: str) -> str:
-    """Hash of everything the binary depends on: source, compiler version, flags, CPU."""
+def build_key(cxx: str, sources: tuple[Path, ...] = (SOURCE,)) -> str:
+    """Hash of everything the binary depends on: sources, compiler version, flags, CPU."""
     try:
         version = subprocess.run(
             [cxx, "--version"], capture_output=True, text=True, timeout=30, check=True
@@ -87,32 +87,32 @@ def build_key(cxx: str) -> str:
         raise BuildError(f"C++ compiler {cxx!r} not usable ({exc})") from None
     h = hashlib.sha256()
     flags = " ".join(FLAGS) + " | " + " ".join(FALLBACK_FLAGS)
-    for part in (SOURCE.read_bytes(), version.encode(), flags.encode()):
+    for part in (*(p.read_bytes() for p in sources), version.encode(), flags.encode()):
         h.update(part)
         h.update(b"\0")
     h.update(f"{platform.machine()} {_cpu_flags()}".encode())
     return h.hexdigest()[:16]
 
 
-def _compile(cxx: str, out: Path) -> None:
+def _compile(cxx: str, out: Path, source: Path = SOURCE) -> None:
     try:
-        _compile_with(cxx, out, FLAGS)
+        _compile_with(cxx, out, FLAGS, source)
     except BuildError as first:
         try:
-            _compile_with(cxx, out, FALLBACK_FLAGS)
+            _compile_with(cxx, out, FALLBACK_FLAGS, source)
         except BuildError:
             raise first from None
-        _log.warning("fused LIF kernel built without OpenMP/-march=native (%s)", first)
+        _log.warning("%s built without OpenMP/-march=native (%s)", source.name, first)
 
 
-def _compile_with(cxx: str, out: Path, flags: tuple[str, ...]) -> None:
+def _compile_with(cxx: str, out: Path, flags: tuple[str, ...], source: Path = SOURCE) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out.parent)
     except OSError as exc:
         raise BuildError(f"cache directory {out.parent} not writable ({exc})") from None
     os.close(fd)
-    cmd = [cxx, *flags, str(SOURCE), "-o", tmp]
+    cmd = [cxx, *flags, str(source), "-o", tmp]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if res.returncode != 0:
@@ -129,6 +129,15 @@ def _compile_with(cxx: str, out: Path, flags: tuple[str, ...]) -> None:
 @lru_cache(maxsize=1)
 def load_library() -> ctypes.CDLL:
     """Compile (first use) or reuse the cached library and load it; raises :class:`BuildError`."""
+    lib = load_shared("masnn_lif", (SOURCE,), "the fused LIF kernel")
+    _declare(lib)
+    return lib
+
+
+@cache
+def load_shared(stem: str, sources: tuple[Path, ...], what: str) -> ctypes.CDLL:
+    """Compile ``sources[0]`` (first use; it may ``#include`` the others, which the cache key
+    also hashes) or reuse the cached ``<stem>.so``, and load it; raises :class:`BuildError`."""
     if os.environ.get("MASNN_NO_BUILD"):
         raise BuildError("MASNN_NO_BUILD is set")
     import torch  # noqa: F401  (torch's libgomp.so.1 must be loaded first: one OpenMP runtime)
@@ -136,16 +145,14 @@ def load_library() -> ctypes.CDLL:
     cxx = compiler()
     if shutil.which(cxx) is None and not os.path.isfile(cxx):
         raise BuildError(f"C++ compiler {cxx!r} not found (set MASNN_CXX or CXX)")
-    lib_path = cache_root() / f"masnn_lif_{build_key(cxx)}" / "masnn_lif.so"
+    lib_path = cache_root() / f"{stem}_{build_key(cxx, sources)}" / f"{stem}.so"
     if not lib_path.is_file():
-        _log.info("compiling the fused LIF kernel: %s", lib_path)
-        _compile(cxx, lib_path)
+        _log.info("compiling %s: %s", what, lib_path)
+        _compile(cxx, lib_path, sources[0])
     try:
-        lib = ctypes.CDLL(str(lib_path))
+        return ctypes.CDLL(str(lib_path))
     except OSError as exc:
         raise BuildError(f"cannot load {lib_path}: {exc}") from None
-    _declare(lib)
-    return lib
 
 
 def _declare(lib: ctypes.CDLL) -> None:

@@ -1,0 +1,741 @@
+"""Event-driven sparse inference: ``masnn.inference.sparse(model)``.
+
+CPU time that falls with the spike count. A layer whose input is binary spikes is computed
+from the active inputs only: each spike adds its weight vectors (the conv taps it reaches, or
+one linear column) to the output currents, so the work is proportional to the number of
+spikes, with additions only (accumulates, no multiplies). Spikes travel between layers as
+compact index lists per time step (``sparse_cpu.cpp`` documents the layouts).
+
+Per layer:
+
+* **BN folded** into the weights (:func:`masnn.inference.fast`), and a following average pool
+  folded too (``conv(k, s) -> avgpool(P)`` is one conv with kernel ``k + s (P - 1)`` and stride
+  ``s P``, weights averaged over the pool window): each spike touches fewer output positions.
+* **LIF fused on the output side**: without attention after the conv, one kernel call per
+  layer scatters a step's spikes into a private current frame and runs the LIF update on it,
+  emitting the next layer's index list (the fused LIF's arithmetic, ``lif_cpu.cpp``).
+* **Attention after the conv** (TA on the current, CA/SA on the membrane, official-code
+  placement) needs the whole current or membrane of a step: the sparse kernel still computes
+  the currents, then the model's own attention modules and the LIF (``"auto"`` backend, with
+  its membrane gate) run in torch. ``conv_pre`` attention gates the input spikes (no longer
+  binary): that layer runs dense.
+* **Sparse or dense, per layer and per call**, by the measured input spike density against a
+  threshold calibrated on this machine (:func:`calibrate`, stored as JSON under the user cache
+  directory; :data:`DEFAULT_THRESHOLD` when uncalibrated). The dense route is the fast path's
+  (folded conv, pooling, fused LIF). The encoder layer (event counts, not spikes) is dense.
+
+Numerics: float32. Spikes equal the dense fast path's wherever the membrane is not within
+rounding distance of the threshold (the currents are sums in another order); see
+``tests/inference/test_sparse.py``.
+
+Streaming (causal models, :meth:`SparseInference.step`): one frame (or a chunk of frames) in,
+the readout so far out, with explicit :class:`~masnn.models.streaming.StreamState`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from masnn.inference.fast import fast
+from masnn.layers.blocks import SpikingConvBlock, SpikingLinearBlock
+from masnn.layers.seq import seq_apply
+from masnn.models.streaming import StreamState
+from masnn.neurons.backends import NotSupportedByBackend
+from masnn.neurons.backends._build import SOURCE as LIF_SOURCE
+from masnn.neurons.backends._build import _cpu_flags, load_shared
+from masnn.neurons.backends.cpp import _CParams, make_plan
+from masnn.neurons.backends.cpp import _forward as lif_forward
+from masnn.readout import mean_over_time
+
+_log = logging.getLogger("masnn.inference.sparse")
+
+SOURCE = Path(__file__).with_name("sparse_cpu.cpp")
+#: Input spike density at or below which a layer runs sparse when this machine is uncalibrated.
+DEFAULT_THRESHOLD = 0.1
+#: Densities :func:`calibrate` measures (the issue's synthetic range, 0.5 % - 30 %).
+CALIBRATION_DENSITIES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+
+
+class _Geom(ctypes.Structure):
+    _fields_ = [
+        (n, ctypes.c_int64)
+        for n in ("cin", "h", "w", "cout", "ho", "wo", "kh", "kw", "sh", "sw", "ph", "pw")
+    ]
+
+
+@lru_cache(maxsize=1)
+def _lib() -> ctypes.CDLL:
+    lib = load_shared("masnn_sparse", (SOURCE, LIF_SOURCE), "the sparse inference kernel")
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    sigs = {
+        "masnn_sparse_conv": [p, p, i64, i64, p, p, p, p, i32],
+        "masnn_sparse_conv_lif": [p, p, i64, i64, i64, p, p, p, p, p, p, p, p, p, i32],
+        "masnn_sparse_lif": [p, i64, i64, i64, p, p, p, p, p, p, i32],
+        "masnn_sparse_compress": [p, i64, i64, p, p, i32],
+        "masnn_sparse_expand": [p, p, i64, i64, i64, p, i32],
+    }
+    for name, args in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = None, args
+    return lib
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
+# ---------------------------------------------------------------------------------------------
+# Spikes between layers
+
+
+@dataclass
+class Spikes:
+    """One layer's output spikes, as index lists and/or a dense tensor.
+
+    Attributes:
+        shape: neurons per frame, ``(C, H, W)`` or ``(F,)``.
+        steps: ``T``; ``batch``: ``B``.
+        idx: ``(T, B, N)`` int32 channels-last indices (the first ``cnt[t, b]`` are valid).
+        cnt: ``(T, B)`` int64 active counts.
+        dense: ``(T, B, *shape)`` 0/1 float32 (any strides).
+    """
+
+    shape: tuple[int, ...]
+    steps: int
+    batch: int
+    idx: Tensor | None = None
+    cnt: Tensor | None = None
+    dense: Tensor | None = None
+
+    @property
+    def numel(self) -> int:
+        """Neurons per frame."""
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def density(self) -> float:
+        """Fraction of active neurons over all frames."""
+        total = self.steps * self.batch * self.numel
+        if self.cnt is not None:
+            return float(self.cnt.sum()) / total
+        assert self.dense is not None
+        return float(torch.count_nonzero(self.dense)) / total
+
+    def channels_last(self) -> Tensor:
+        """Dense ``(T, B, H, W, C)`` (or ``(T, B, F)``) contiguous."""
+        if self.dense is None:
+            self.to_dense()
+        assert self.dense is not None
+        d = self.dense if len(self.shape) == 1 else self.dense.permute(0, 1, 3, 4, 2)
+        return d.contiguous()
+
+    def to_index(self) -> Spikes:
+        """Fill ``idx``/``cnt`` from ``dense`` (no-op when present)."""
+        if self.idx is None:
+            x = self.channels_last().float()
+            F_ = self.steps * self.batch
+            self.idx = torch.empty((self.steps, self.batch, self.numel), dtype=torch.int32)
+            self.cnt = torch.empty((self.steps, self.batch), dtype=torch.int64)
+            _lib().masnn_sparse_compress(
+                _ptr(x), F_, self.numel, _ptr(self.idx), _ptr(self.cnt), _threads()
+            )
+        return self
+
+    def to_dense(self) -> Tensor:
+        """The dense ``(T, B, *shape)`` spikes (a channels-last view for conv shapes)."""
+        if self.dense is None:
+            assert self.idx is not None and self.cnt is not None
+            hwc = (*self.shape[1:], self.shape[0]) if len(self.shape) == 3 else self.shape
+            out = torch.empty((self.steps, self.batch, *hwc), dtype=torch.float32)
+            _lib().masnn_sparse_expand(
+                _ptr(self.idx), _ptr(self.cnt), self.steps * self.batch, self.idx.shape[2],
+                self.numel, _ptr(out), _threads(),
+            )  # fmt: skip
+            self.dense = out if len(self.shape) == 1 else out.permute(0, 1, 4, 2, 3)
+        return self.dense
+
+
+# ---------------------------------------------------------------------------------------------
+# One layer
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def fold_avg_pool(weight: Tensor, stride: int, pool: int) -> Tensor:
+    """Weights of ``conv(weight, stride) -> AvgPool2d(pool)`` as one conv of stride ``stride*pool``.
+
+    Shape:
+        weight: ``(Co, Ci, k, k)``; output: ``(Co, Ci, k + stride (pool - 1), ...)``.
+    """
+    co, ci, kh, kw = weight.shape
+    ext = stride * (pool - 1)
+    out = torch.zeros((co, ci, kh + ext, kw + ext), dtype=torch.float64)
+    w = weight.double() / (pool * pool)
+    for py in range(pool):
+        for px in range(pool):
+            out[:, :, stride * py : stride * py + kh, stride * px : stride * px + kw] += w
+    return out.to(weight.dtype)
+
+
+class SparseLayer(nn.Module):
+    """A spiking conv or linear block prepared for sparse and dense execution.
+
+    Args:
+        block: a BN-folded :class:`SpikingConvBlock` or :class:`SpikingLinearBlock`.
+        in_shape: neurons per input frame ``(C, H, W)`` (or ``(F,)``; a flattened conv output
+            feeding a linear layer keeps its ``(C, H, W)``).
+        encoder: the first layer (input is not spikes): always dense.
+    """
+
+    def __init__(
+        self,
+        block: SpikingConvBlock | SpikingLinearBlock,
+        in_shape: tuple[int, ...],
+        *,
+        encoder: bool = False,
+    ) -> None:
+        super().__init__()
+        # the model owns these modules; kept out of this module's children (no second copy in
+        # repr / state_dict)
+        object.__setattr__(self, "block", block)
+        object.__setattr__(self, "lif", block.neuron.lif)
+        object.__setattr__(self, "post_attn", block.neuron.post_attn)
+        self.in_shape = tuple(in_shape)
+        object.__setattr__(self, "pool_after", None)
+        self.why_dense = "encoder (input is not binary spikes)" if encoder else None
+        if isinstance(block, SpikingConvBlock):
+            self._init_conv(block)
+        else:
+            self._init_linear(block)
+        if block.pre_attn is not None:
+            self.why_dense = "conv_pre attention gates the input spikes"
+        self.fused = self.post_attn is None and self.lif.membrane_gate is None
+        self.fused = self.fused and self.pool_after is None
+        self.cparams: _CParams | None = None
+        if self.fused:
+            try:
+                plan = make_plan(
+                    torch.zeros(1, 1), None, self.lif.params(), self.lif.surrogate, None,
+                    dtypes=(torch.float32,),
+                )  # fmt: skip
+                self.cparams = _CParams(**plan.scalars)
+            except NotSupportedByBackend as exc:
+                _log.info("LIF not fused in the sparse engine (%s)", exc)
+                self.fused = False
+        self.threshold = DEFAULT_THRESHOLD
+
+    def _init_conv(self, block: SpikingConvBlock) -> None:
+        conv = block.conv
+        if len(self.in_shape) != 3 or self.in_shape[0] != conv.in_channels:
+            raise ValueError(f"conv layer input {self.in_shape} does not match {conv}")
+        if conv.groups != 1 or _pair(conv.dilation) != (1, 1) or isinstance(conv.padding, str):
+            raise ValueError(f"sparse engine: unsupported conv {conv} (groups/dilation/padding)")
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"sparse engine: unsupported padding_mode {conv.padding_mode!r}")
+        c, h, w = self.in_shape
+        (kh, kw), (sh, sw), (ph, pw) = (
+            _pair(conv.kernel_size), _pair(conv.stride), _pair(conv.padding)
+        )  # fmt: skip
+        weight = conv.weight.detach()
+        ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        pool = block.pool
+        if pool is not None and block.pool_after_neuron:
+            object.__setattr__(self, "pool_after", pool)
+        elif pool is not None:
+            ok = isinstance(pool, nn.AvgPool2d) and _pair(pool.kernel_size) == _pair(
+                pool.stride or pool.kernel_size
+            )
+            ok = ok and _pair(pool.padding) == (0, 0) and not pool.ceil_mode
+            ok = (
+                ok
+                and pool.divisor_override is None
+                and _pair(pool.kernel_size)[0] == (_pair(pool.kernel_size)[1])
+            )
+            if not ok or sh != sw:
+                raise ValueError(f"sparse engine: cannot fold {pool} after {conv}")
+            p = _pair(pool.kernel_size)[0]
+            weight = fold_avg_pool(weight, sh, p)
+            kh, kw = weight.shape[2:]
+            sh, sw = sh * p, sw * p
+            ho, wo = ho // p, wo // p
+        self.geom = _Geom(c, h, w, conv.out_channels, ho, wo, kh, kw, sh, sw, ph, pw)
+        self.register_buffer("wt", weight.permute(1, 2, 3, 0).float().contiguous())
+        bias = conv.bias.detach().float().contiguous() if conv.bias is not None else None
+        self.register_buffer("bias", bias)
+        self.lif_shape = (conv.out_channels, ho, wo)
+        if self.pool_after is not None:
+            ho2 = int(self.pool_after(torch.zeros(1, 1, ho, wo)).shape[-2])
+            wo2 = int(self.pool_after(torch.zeros(1, 1, ho, wo)).shape[-1])
+            self.out_shape: tuple[int, ...] = (conv.out_channels, ho2, wo2)
+        else:
+            self.out_shape = self.lif_shape
+        self.kind = "conv"
+
+    def _init_linear(self, block: SpikingLinearBlock) -> None:
+        fc = block.fc
+        n = 1
+        for s in self.in_shape:
+            n *= s
+        if n != fc.in_features:
+            raise ValueError(f"linear layer input {self.in_shape} does not match {fc}")
+        weight = fc.weight.detach()
+        if len(self.in_shape) == 3:  # flattened (C, H, W): reorder columns to channels-last
+            c, h, w = self.in_shape
+            weight = weight.reshape(-1, c, h, w).permute(0, 2, 3, 1).reshape(-1, n)
+        if block.bn is not None:
+            raise ValueError("sparse engine: the linear block's BN must be folded first")
+        self.register_buffer("w_dense", weight.float().contiguous())  # (F_out, F_in) HWC order
+        self.register_buffer("wt", weight.t().float().contiguous())  # (F_in, F_out)
+        bias = fc.bias.detach().float().contiguous() if fc.bias is not None else None
+        self.register_buffer("bias", bias)
+        self.geom = _Geom(n, 1, 1, fc.out_features, 1, 1, 1, 1, 1, 1, 0, 0)
+        self.lif_shape = self.out_shape = (fc.out_features,)
+        self.kind = "linear"
+
+    def signature(self) -> str:
+        """The layer's geometry, the key of its calibrated threshold."""
+        g = self.geom
+        return (
+            f"{self.kind}:{g.cin}x{g.h}x{g.w}->{g.cout}x{g.ho}x{g.wo}:"
+            f"k{g.kh}x{g.kw}s{g.sh}x{g.sw}p{g.ph}x{g.pw}"
+        )
+
+    # -- currents -------------------------------------------------------------------------
+    def _dense_current(self, s: Spikes) -> Tensor:
+        x = s.to_dense().float()
+        if self.kind == "linear":
+            flat = x if x.dim() == 3 else x.permute(0, 1, 3, 4, 2).reshape(s.steps, s.batch, -1)
+            if self.block.pre_attn is not None:  # TA: pools over all features, one gate per
+                flat = self.block.pre_attn(flat)  # step: the feature order does not matter
+            return F.linear(flat, self.w_dense, self.bias)  # (T, B, F_out)
+        if self.block.pre_attn is not None:  # conv_pre attention gates the input spikes
+            x = self.block.pre_attn(x)
+        return seq_apply(self.block._current, x)  # (T, B, C, H', W')
+
+    def _sparse_current(self, s: Spikes) -> Tensor:
+        s.to_index()
+        assert s.idx is not None and s.cnt is not None
+        g = self.geom
+        out = torch.empty((s.steps, s.batch, g.ho, g.wo, g.cout), dtype=torch.float32)
+        _lib().masnn_sparse_conv(
+            _ptr(s.idx), _ptr(s.cnt), s.steps * s.batch, s.idx.shape[2], _ptr(self.wt),
+            _ptr(self.bias), ctypes.byref(g), _ptr(out), _threads(),
+        )  # fmt: skip
+        if self.kind == "linear":
+            return out.view(s.steps, s.batch, g.cout)
+        return out.permute(0, 1, 4, 2, 3)  # (T, B, C, H', W'), channels-last strides
+
+    # -- the layer ----------------------------------------------------------------------------
+    def use_sparse(self, s: Spikes) -> bool:
+        """Whether this call runs sparse (input density at or below the threshold)."""
+        return self.why_dense is None and s.density() <= self.threshold
+
+    def forward(  # type: ignore[override]
+        self, s: Spikes, v0: Tensor | None = None, mode: str = "auto", need_dense: bool = False
+    ) -> tuple[Spikes, Tensor]:
+        """Spikes in, spikes and the last membrane out.
+
+        Args:
+            s: input spikes.
+            v0: initial membrane ``(B, *lif_shape)`` (zeros when ``None``).
+            mode: ``"auto"`` (by density), ``"sparse"`` or ``"dense"`` (forced).
+            need_dense: also produce the dense output (the readout layer).
+        """
+        sparse = self.use_sparse(s) if mode == "auto" else mode == "sparse"
+        if sparse and self.why_dense is not None:
+            raise ValueError(f"layer {self.signature()} cannot run sparse: {self.why_dense}")
+        T, B = s.steps, s.batch
+        if self.fused:
+            return self._fused(s, v0, sparse, need_dense)
+        # torch's attention and LIF run on the standard layout (as in the dense path)
+        cur = self._sparse_current(s).contiguous() if sparse else self._dense_current(s)
+        if self.post_attn is not None:
+            cur = self.post_attn(cur)
+        spikes, v = self.lif(cur, state=v0, return_state=True)
+        if self.pool_after is not None:
+            spikes = seq_apply(self.pool_after, spikes)
+        return Spikes(self.out_shape, T, B, dense=spikes), v
+
+    def _fused(
+        self, s: Spikes, v0: Tensor | None, sparse: bool, need_dense: bool
+    ) -> tuple[Spikes, Tensor]:
+        T, B = s.steps, s.batch
+        g = self.geom
+        n = g.ho * g.wo * g.cout
+        conv = self.kind == "conv"
+        v0c = None
+        if v0 is not None:
+            v0c = (v0.permute(0, 2, 3, 1) if conv else v0).float().contiguous()
+        idx = torch.empty((T, B, n), dtype=torch.int32)
+        cnt = torch.empty((T, B), dtype=torch.int64)
+        v = torch.empty((B, n), dtype=torch.float32)
+        dense = torch.empty((T, B, n), dtype=torch.float32) if need_dense else None
+        lib = _lib()
+        if _threads() > B:  # too few samples to split: conv over frames, LIF over neurons
+            if sparse:
+                cur = self._sparse_current(s)
+            else:
+                cur = self._dense_current(s)
+            if conv:
+                cur = cur.permute(0, 1, 3, 4, 2)
+            cur = cur.float().contiguous().view(T, B * n)
+            spikes, v_flat, _ = lif_forward(cur, None if v0c is None else v0c.view(-1),
+                                            self.cparams, save_u=False)  # fmt: skip
+            v.copy_(v_flat.view(B, n))
+            lib.masnn_sparse_compress(_ptr(spikes), T * B, n, _ptr(idx), _ptr(cnt), _threads())
+            if dense is not None:
+                dense.copy_(spikes.view(T, B, n))
+        elif sparse:
+            s.to_index()
+            assert s.idx is not None and s.cnt is not None
+            lib.masnn_sparse_conv_lif(
+                _ptr(s.idx), _ptr(s.cnt), T, B, s.idx.shape[2], _ptr(self.wt), _ptr(self.bias),
+                ctypes.byref(g), ctypes.byref(self.cparams), _ptr(v0c), _ptr(idx), _ptr(cnt),
+                _ptr(v), _ptr(dense), _threads(),
+            )  # fmt: skip
+        else:
+            cur = self._dense_current(s)
+            if conv:
+                cur = cur.permute(0, 1, 3, 4, 2)
+            cur = cur.float().contiguous()
+            lib.masnn_sparse_lif(
+                _ptr(cur), T, B, n, ctypes.byref(self.cparams), _ptr(v0c), _ptr(idx), _ptr(cnt),
+                _ptr(v), _ptr(dense), _threads(),
+            )  # fmt: skip
+        out = Spikes(self.out_shape, T, B, idx=idx, cnt=cnt)
+        if conv:
+            v_out = v.view(B, g.ho, g.wo, g.cout).permute(0, 3, 1, 2)
+            if dense is not None:
+                out.dense = dense.view(T, B, g.ho, g.wo, g.cout).permute(0, 1, 4, 2, 3)
+        else:
+            v_out = v
+            out.dense = dense
+        return out, v_out
+
+    def extra_repr(self) -> str:
+        route = f"dense ({self.why_dense})" if self.why_dense else f"sparse<={self.threshold:g}"
+        return f"{self.signature()}, {route}, fused_lif={self.fused}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+
+
+class SparseInference(nn.Module):
+    """The prepared model returned by :func:`sparse`; call it like the model in eval mode.
+
+    Attributes:
+        layers: the :class:`SparseLayer` list, in order.
+        last_routes: after a call, ``"sparse"``/``"dense"`` per layer with its input density.
+    """
+
+    def __init__(self, model: nn.Module, thresholds: dict[str, float] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        features = getattr(model, "features", None)
+        heads = [getattr(model, n, None) for n in ("fc1", "fc2")]
+        if not (
+            isinstance(features, nn.Sequential)
+            and all(isinstance(b, SpikingConvBlock) for b in features)
+            and all(isinstance(h, SpikingLinearBlock) for h in heads)
+        ):
+            raise ValueError(
+                f"sparse engine: {type(model).__name__} is not supported (it runs the ma_snn3 "
+                "and ma_snn5 families: conv blocks then two linear blocks); use "
+                "masnn.inference.fast(model)"
+            )
+        shape: tuple[int, ...] = tuple(model.input_size)
+        layers = []
+        for i, b in enumerate([*features, *heads]):
+            layer = SparseLayer(b, shape, encoder=i == 0)
+            layers.append(layer)
+            shape = layer.out_shape
+        self.layers = nn.ModuleList(layers)
+        self.set_thresholds(thresholds)
+        self.last_routes: list[tuple[str, float]] = []
+
+    def set_thresholds(self, thresholds: dict[str, float] | None = None) -> None:
+        """Per-layer thresholds: ``thresholds`` (signature -> density), else the stored
+        calibration for this machine, else :data:`DEFAULT_THRESHOLD`."""
+        stored = load_thresholds() if thresholds is None else thresholds
+        for layer in self.layers:
+            layer.threshold = float(stored.get(layer.signature(), DEFAULT_THRESHOLD))
+
+    def _run(
+        self, x_seq: Tensor, v_in: tuple[Tensor | None, ...] | None, mode: str
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Per-step head output ``(T, B, D)`` and every layer's last membrane."""
+        self.model._check_input(x_seq)
+        if x_seq.device.type != "cpu":
+            raise ValueError(
+                f"the sparse engine runs on the CPU; got input on {x_seq.device} (use .cpu())"
+            )
+        T, B = x_seq.shape[:2]
+        s = Spikes(tuple(x_seq.shape[2:]), T, B, dense=x_seq.float())
+        vs, routes = [], []
+        n = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            d = s.density() if i else float("nan")
+            sp = layer.why_dense is None and (
+                d <= layer.threshold if mode == "auto" else mode == "sparse"
+            )
+            routes.append(("sparse" if sp else "dense", d))
+            s, v = layer(
+                s, None if v_in is None else v_in[i], "sparse" if sp else "dense", i == n - 1
+            )
+            vs.append(v)
+        self.last_routes = routes
+        return s.to_dense(), vs
+
+    def forward(self, x_seq: Tensor, mode: str = "auto") -> Tensor:
+        """Classify a sequence (the model's forward contract).
+
+        Args:
+            x_seq: ``(T, B, C, H, W)``.
+            mode: ``"auto"`` (per layer by density), ``"sparse"`` (every layer that can) or
+                ``"dense"``.
+
+        Returns:
+            ``(B, K)`` class scores.
+        """
+        if mode not in ("auto", "sparse", "dense"):
+            raise ValueError(f"mode must be 'auto', 'sparse' or 'dense', got {mode!r}")
+        with torch.inference_mode():
+            head, _ = self._run(x_seq, None, mode)
+            return self.model.head_final(mean_over_time(head))
+
+    # -- streaming ------------------------------------------------------------------------------
+    def init_state(self, batch_size: int) -> StreamState:
+        """Zero streaming state for ``batch_size`` streams (refuses non-causal models)."""
+        reason = self.model.streaming_blocker()
+        if reason is not None:
+            raise ValueError(f"{type(self.model).__name__} cannot stream: {reason}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        vs = tuple(torch.zeros((batch_size, *la.lif_shape)) for la in self.layers)
+        return StreamState(vs, torch.zeros(batch_size, self.layers[-1].out_shape[0]), 0)
+
+    def step(
+        self, frames: Tensor, state: StreamState, mode: str = "auto"
+    ) -> tuple[Tensor, StreamState]:
+        """Consume one frame ``(B, C, H, W)`` or a chunk ``(T', B, C, H, W)``.
+
+        Returns:
+            ``(output, state)``: the readout over all frames seen so far ``(B, K)`` (after the
+            model's ``T`` frames it equals ``self(x_seq)``) and the new state.
+        """
+        if frames.dim() == 4:
+            frames = frames.unsqueeze(0)
+        with torch.inference_mode():
+            head, vs = self._run(frames, state.v, mode)
+            acc = state.acc + head.sum(0)
+            t = state.t + frames.shape[0]
+            return self.model.head_final(acc / t), StreamState(tuple(vs), acc, t)
+
+    def train(self, mode: bool = True) -> SparseInference:
+        if mode:
+            raise RuntimeError("masnn.inference.sparse(model) is for inference only")
+        return super().train(False)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["model"], name)
+
+
+def sparse(model: nn.Module, thresholds: dict[str, float] | None = None) -> SparseInference:
+    """An event-driven inference copy of ``model`` (see the module docstring).
+
+    Args:
+        model: a trained ``ma_snn3`` / ``ma_snn5`` family model (not modified; the engine
+            runs on the CPU whatever the model's device).
+        thresholds: per-layer density thresholds (signature -> density); default: the stored
+            calibration of this machine (:func:`calibrate`), else :data:`DEFAULT_THRESHOLD`.
+
+    Returns:
+        A :class:`SparseInference` with the model's forward contract.
+
+    Raises:
+        ValueError: an unsupported architecture.
+        BuildError: the kernel could not be compiled.
+
+    Example:
+        >>> from masnn import create_model
+        >>> m = create_model("ma_snn3_tiny", attn="none", timesteps=2)
+        >>> sparse(m)(torch.zeros(2, 1, 2, 32, 32)).shape
+        torch.Size([1, 11])
+    """
+    _lib()
+    return SparseInference(fast(model).model.cpu().float(), thresholds).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration
+
+
+def thresholds_path() -> Path:
+    """``$MASNN_SPARSE_THRESHOLDS``, else ``$XDG_CACHE_HOME/masnn/sparse_thresholds.json``."""
+    env = os.environ.get("MASNN_SPARSE_THRESHOLDS")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "masnn" / "sparse_thresholds.json"
+
+
+def machine_key() -> str:
+    """The calibration's key: CPU model/features and the thread count."""
+    h = hashlib.sha256(f"{platform.machine()} {_cpu_flags()}".encode()).hexdigest()[:12]
+    return f"{platform.machine()}-{h}-threads{torch.get_num_threads()}"
+
+
+def load_thresholds(path: Path | None = None) -> dict[str, float]:
+    """This machine's stored thresholds (signature -> density); ``{}`` when uncalibrated."""
+    path = path or thresholds_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return {str(k): float(v) for k, v in data.get(machine_key(), {}).items()}
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise ValueError(f"{path}: not a sparse-threshold file ({exc}); delete it") from None
+
+
+def _store(thresholds: dict[str, float], path: Path) -> None:
+    data: dict[str, Any] = {}
+    if path.is_file():
+        data = json.loads(path.read_text())
+    data.setdefault(machine_key(), {}).update(thresholds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".thresholds-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def random_spikes(shape: tuple[int, ...], steps: int, batch: int, density: float,
+                  seed: int = 0) -> Spikes:  # fmt: skip
+    """Synthetic Bernoulli spikes of the given density (benchmarks, calibration)."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand((steps, batch, *shape), generator=g) < density).float()
+    return Spikes(tuple(shape), steps, batch, dense=x)
+
+
+def time_layer(layer: SparseLayer, s: Spikes, mode: str, repeats: int = 3) -> float:
+    """Best-of-``repeats`` seconds of one layer call on ``s`` (index lists prepared for sparse,
+    the dense tensor for dense, as the neighbouring layers would hand them over)."""
+    if mode == "sparse":
+        s = Spikes(s.shape, s.steps, s.batch, dense=s.dense).to_index()
+        s.dense = None
+    else:
+        s = Spikes(s.shape, s.steps, s.batch, dense=s.to_dense())
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            layer(s, None, mode)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def crossover(densities: list[float], t_sparse: list[float], t_dense: list[float]) -> float:
+    """The density where sparse stops being faster.
+
+    Least-squares fits (robust to a noisy point): the sparse time as a line in the density,
+    the dense time as a constant (its work does not depend on the density). The crossing is
+    clipped to the measured range: ``0`` if sparse never wins, the largest measured density if
+    it always does (no extrapolation).
+    """
+    n = len(densities)
+    if n < 2 or len(t_sparse) != n or len(t_dense) != n:
+        raise ValueError("crossover needs >= 2 densities with one sparse and one dense time each")
+    md = sum(densities) / n
+    ms = sum(t_sparse) / n
+    var = sum((d - md) ** 2 for d in densities)
+    slope = sum((d - md) * (t - ms) for d, t in zip(densities, t_sparse)) / var
+    icpt = ms - slope * md
+    dense = sum(t_dense) / n
+    lo, hi = min(densities), max(densities)
+    if icpt + slope * lo >= dense:
+        return 0.0
+    if slope <= 0 or icpt + slope * hi <= dense:
+        return hi
+    return (dense - icpt) / slope
+
+
+def calibrate(
+    engine: SparseInference,
+    *,
+    steps: int | None = None,
+    batch: int = 8,
+    densities: tuple[float, ...] = CALIBRATION_DENSITIES,
+    repeats: int = 3,
+    store: bool = True,
+) -> dict[str, float]:
+    """Measure each layer's sparse/dense crossover density on this machine and use it.
+
+    For every layer that can run sparse, times both routes on synthetic spikes at
+    ``densities`` and takes the crossover (:func:`crossover`). The thresholds are set on
+    ``engine`` and, with ``store``, saved to :func:`thresholds_path` under :func:`machine_key`.
+    Timings on a busy machine are noisy: calibrate on a quiet one.
+
+    Returns:
+        signature -> crossover density.
+    """
+    T = steps or int(getattr(engine.model, "timesteps", 8))
+    out: dict[str, float] = {}
+    for layer in engine.layers:
+        if layer.why_dense is not None or layer.signature() in out:
+            continue
+        ts, td = [], []
+        for d in densities:
+            s = random_spikes(layer.in_shape, T, batch, d)
+            ts.append(time_layer(layer, s, "sparse", repeats))
+            td.append(time_layer(layer, s, "dense", repeats))
+        out[layer.signature()] = crossover(list(densities), ts, td)
+        _log.info("%s: crossover %.3f", layer.signature(), out[layer.signature()])
+    if store:
+        _store(out, thresholds_path())
+    engine.set_thresholds({**load_thresholds(), **out} if store else out)
+    return out
+
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "SparseInference",
+    "SparseLayer",
+    "Spikes",
+    "calibrate",
+    "crossover",
+    "fold_avg_pool",
+    "load_thresholds",
+    "machine_key",
+    "random_spikes",
+    "sparse",
+    "thresholds_path",
+    "time_layer",
+]
