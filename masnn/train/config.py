@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from masnn._registry import suggest
+from masnn.data import DATASETS
 
 _SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -34,8 +35,8 @@ class DataCfg:
     """Dataset and framing.
 
     Attributes:
-        dataset: ``synth_gesture`` (the offline default, generated if absent),
-            ``dvs128_gesture`` or ``dvs128_gait``.
+        dataset: a name registered in :data:`masnn.data.DATASETS`: ``synth_gesture`` (the
+            offline default, generated if absent), ``dvs128_gesture``, ``dvs128_gait``, ...
         root: dataset directory; ``None`` = the default data dir (synthetic set only).
         synth_size: size of the generated set (``small`` | ``full``).
         synth_seed: seed of the generated set.
@@ -49,9 +50,10 @@ class DataCfg:
             model selection; 0 disables validation (selection then uses the last epoch).
         workers: DataLoader worker processes.
         cache_dir: decoded-event cache; ``None`` = ``$MASNN_CACHE`` or the XDG cache dir.
+        options: the dataset's own settings (keys it registered; unknown keys raise).
     """
 
-    dataset: Literal["synth_gesture", "dvs128_gesture", "dvs128_gait"] = "synth_gesture"
+    dataset: str = "synth_gesture"
     root: str | None = None
     synth_size: Literal["small", "full"] = "small"
     synth_seed: int = 0
@@ -64,6 +66,7 @@ class DataCfg:
     val_fraction: float = 0.2
     workers: int = 0
     cache_dir: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -336,7 +339,13 @@ def validate(cfg: TrainConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
-    if cfg.data.dataset != "synth_gesture" and cfg.data.root is None:
+    if cfg.data.dataset not in DATASETS:
+        allowed = DATASETS.names()
+        raise ConfigError(
+            f"data.dataset: unknown dataset {cfg.data.dataset!r}"
+            f"{suggest(cfg.data.dataset, allowed)}; allowed: {allowed}"
+        )
+    if DATASETS.get(cfg.data.dataset).needs_root and cfg.data.root is None:
         raise ConfigError(
             f"data.root is required for data.dataset={cfg.data.dataset!r} (masnn never downloads; "
             "see docs/data.md for where to get it)"

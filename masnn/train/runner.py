@@ -249,6 +249,7 @@ def _train(
         f"{data.split_info['test_samples']} test, frames {data.in_shape} x T={cfg.data.timesteps} "
         f"({t_data:.1f} s)",
     )
+    _say(info, f"split: {data.split_info['val_note']}")
     torch.manual_seed(cfg.run.seed)  # model init independent of data preparation
     model = build_model(cfg, data).to(device)
     n_params = sum(p.numel() for p in model.parameters())
