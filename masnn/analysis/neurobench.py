@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from masnn.analysis.ops import _CONNECTIONS, _under_attention
+from masnn.analysis.ops import CONNECTIONS, under_attention
 from masnn.layout import to_time_major
 from masnn.neurons import LIF
 
@@ -73,10 +73,8 @@ class MasnnModel(NeuroBenchModel):
 
     def connection_layers(self) -> list[nn.Module]:
         """Conv/linear layers in module order (those inside attention gates only on request)."""
-        inside = set() if self.attention_layers else _under_attention(self.net)
-        return [
-            m for m in self.net.modules() if isinstance(m, _CONNECTIONS) and id(m) not in inside
-        ]
+        inside = set() if self.attention_layers else under_attention(self.net)
+        return [m for m in self.net.modules() if isinstance(m, CONNECTIONS) and id(m) not in inside]
 
 
 __all__ = ["MasnnModel"]

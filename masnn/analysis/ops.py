@@ -42,7 +42,7 @@ from masnn.analysis._hooks import HookSet
 #: sigmoid and the element-wise gating).
 ATTN_CONVENTIONS = ("paper_table5", "full")
 
-_CONNECTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+CONNECTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -235,7 +235,7 @@ def attention_macs(kind: str, module: nn.Module, x: Tensor) -> dict[str, float]:
 _PER_FORWARD_CONST = {"simam": {"paper_table5": 1.0, "full": 0.0}}
 
 
-def _under_attention(model: nn.Module) -> set[int]:
+def under_attention(model: nn.Module) -> set[int]:
     """ids of every module inside a ``masnn.attention`` module (excluded from connections)."""
     inside: set[int] = set()
     for mod in model.modules():
@@ -279,7 +279,7 @@ class OpsCounter(HookSet):
 
     def _install(self) -> None:  # enter/exit/close from HookSet
         root = type(self.model).__name__
-        skip = _under_attention(self.model)
+        skip = under_attention(self.model)
         attn_types = _attention_types()
         self._handles.append(self.model.register_forward_pre_hook(self._begin))
         self._handles.append(self.model.register_forward_hook(self._end, always_call=True))
@@ -289,7 +289,7 @@ class OpsCounter(HookSet):
             if kind is not None:
                 self.attention[name] = AttnOps(name, kind)
                 self._handles.append(mod.register_forward_hook(self._attn_hook(name)))
-            elif isinstance(mod, _CONNECTIONS) and id(mod) not in skip:
+            elif isinstance(mod, CONNECTIONS) and id(mod) not in skip:
                 lk = "linear" if isinstance(mod, nn.Linear) else "conv"
                 self.layers[name] = LayerOps(name, lk)
                 self._handles.append(mod.register_forward_hook(self._conn_hook(name)))

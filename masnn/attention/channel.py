@@ -31,7 +31,7 @@ import math
 
 from torch import Tensor, nn
 
-from masnn.attention._check import check_channels, hidden_size, positive_int
+from masnn.attention.checks import check_channels, hidden_size, positive_int
 
 
 def _pool_axes(x: Tensor, per_step: bool, who: str) -> tuple[int, ...]:

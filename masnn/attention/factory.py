@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from masnn._registry import Registry, suggest
-from masnn.attention._check import odd_kernel, positive_int
 from masnn.attention.channel import ChannelAttention, EfficientChannelAttention, SimAM
+from masnn.attention.checks import odd_kernel, positive_int
 from masnn.attention.composite import MembraneAttention, MultiDimAttention
 from masnn.attention.spatial import SpatialAttention
 from masnn.attention.temporal import TemporalAttention

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from masnn.attention._check import odd_kernel
-from masnn.layers.seq import seq_apply
+from masnn.attention.checks import odd_kernel
+from masnn.layout import seq_apply
 
 
 class SpatialAttention(nn.Module):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from masnn.attention._check import positive_int
+from masnn.attention.checks import positive_int
 from masnn.attention.factory import (
     SLOT_OF,
     build_placed,
@@ -25,7 +25,7 @@ from masnn.attention.factory import (
     resolve_config,
     resolve_locations,
 )
-from masnn.layers.seq import seq_apply
+from masnn.layout import seq_apply
 from masnn.neurons.lif import LIF
 
 _POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
