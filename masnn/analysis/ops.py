@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvNd
 
 from masnn.analysis._hooks import HookSet
 
@@ -56,7 +57,7 @@ def is_binary(x: Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
-def dense_macs(module: nn.Module, x: Tensor, out: Tensor) -> int:
+def dense_macs(module: nn.Linear | _ConvNd, x: Tensor, out: Tensor) -> int:
     """Dense MACs of one call of a conv / linear ``module`` (all samples and folded steps)."""
     if isinstance(module, nn.Linear):
         return (out.numel() // module.out_features) * module.in_features * module.out_features
@@ -64,7 +65,7 @@ def dense_macs(module: nn.Module, x: Tensor, out: Tensor) -> int:
     return out.numel() * (module.in_channels // module.groups) * k
 
 
-def conv_fanout(module: nn.Module, in_spatial: tuple[int, ...]) -> Tensor:
+def conv_fanout(module: _ConvNd, in_spatial: tuple[int, ...]) -> Tensor:
     """Output positions reached by each input position of a conv (float64, ``in_spatial``).
 
     Computed as a transposed convolution of ones over the output grid; exact at the borders,
@@ -88,7 +89,7 @@ def conv_fanout(module: nn.Module, in_spatial: tuple[int, ...]) -> Tensor:
     return fan[0, 0]
 
 
-def _fanout_by_ones_conv(module: nn.Module, in_spatial: tuple[int, ...]) -> Tensor:
+def _fanout_by_ones_conv(module: _ConvNd, in_spatial: tuple[int, ...]) -> Tensor:
     """Fan-out map by differentiating a ones-weight conv (any padding mode, ``"same"``)."""
     d = len(in_spatial)
     x = torch.ones(1, 1, *in_spatial, dtype=torch.float64, requires_grad=True)
@@ -99,7 +100,7 @@ def _fanout_by_ones_conv(module: nn.Module, in_spatial: tuple[int, ...]) -> Tens
 
 
 def ones_conv(
-    module: nn.Module, x: Tensor, *, in_channels: int | None = None, out_channels: int | None = None
+    module: _ConvNd, x: Tensor, *, in_channels: int | None = None, out_channels: int | None = None
 ) -> Tensor:
     """``module``'s convolution with all-ones weights, no bias, in float64 (the reference count).
 
@@ -111,7 +112,7 @@ def ones_conv(
     groups = module.groups if in_channels is None else 1
     w = torch.ones(cout, cin, *module.kernel_size, dtype=torch.float64)
     x = x.to(torch.float64)
-    padding = module.padding
+    padding: Any = module.padding
     if module.padding_mode != "zeros":
         x = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
         padding = 0
@@ -183,11 +184,11 @@ def _attention_types() -> dict[type, str]:
     return {getattr(A, n): k for n, k in names.items() if hasattr(A, n)}
 
 
-def _mlp_hidden(module: nn.Module) -> int:
+def _mlp_hidden(module: Any) -> int:
     return int(module.mlp[0].out_features)
 
 
-def attention_macs(kind: str, module: nn.Module, x: Tensor) -> dict[str, float]:
+def attention_macs(kind: str, module: Any, x: Tensor) -> dict[str, float]:
     """MACs of one call of an attention gate on input ``x``, per convention (all samples).
 
     ``x`` is a sequence ``(T, B, C, H, W)`` (``(T, B, F)`` for TA), or one step
@@ -314,7 +315,7 @@ class OpsCounter(HookSet):
         self._depth = max(0, self._depth - 1)
 
     def _conn_hook(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], out: Tensor) -> None:
+        def hook(module: nn.Linear | _ConvNd, args: tuple[Any, ...], out: Tensor) -> None:
             self._count(self.layers[name], module, args[0], out)
 
         return hook
@@ -337,7 +338,7 @@ class OpsCounter(HookSet):
         return hook
 
     @torch.no_grad()
-    def _count(self, rec: LayerOps, module: nn.Module, x: Tensor, out: Tensor) -> None:
+    def _count(self, rec: LayerOps, module: nn.Linear | _ConvNd, x: Tensor, out: Tensor) -> None:
         x = x.detach()
         dense = dense_macs(module, x, out)
         exact = self._exact(module, x)
@@ -355,7 +356,7 @@ class OpsCounter(HookSet):
             rec.mac_nnz += nnz
             rec.mac_numel += x.numel()
 
-    def _exact(self, module: nn.Module, x: Tensor) -> float:
+    def _exact(self, module: nn.Linear | _ConvNd, x: Tensor) -> float:
         nz = x != 0
         if isinstance(module, nn.Linear):
             return float(nz.sum(dtype=torch.float64)) * module.out_features

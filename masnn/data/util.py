@@ -52,4 +52,4 @@ def progress_bar(total: int, desc: str, enabled: bool) -> Progress:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return _NullBar()
-    return tqdm(total=total, desc=desc, unit="file")  # type: ignore[no-any-return]
+    return tqdm(total=total, desc=desc, unit="file")

@@ -15,6 +15,8 @@ e.g. ``{"c": "conv_post"}``); see ``docs/placements.md``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from masnn.attention.checks import positive_int
@@ -82,7 +84,7 @@ class AttnLIF(nn.Module):
         attn_relu: bool | None = None,
         fc: bool = False,
         backend: str = "torch",
-        **neuron_kwargs: object,
+        **neuron_kwargs: Any,
     ) -> None:
         super().__init__()
         self.channels = positive_int("channels", channels)
@@ -182,14 +184,18 @@ class SpikingConvBlock(nn.Module):
         kernel_size: int | None = None,
         attn_relu: bool | None = None,
         backend: str = "torch",
-        **neuron_kwargs: object,
+        **neuron_kwargs: Any,
     ) -> None:
         super().__init__()
         self.in_channels = positive_int("in_channels", in_channels)
         positive_int("out_channels", out_channels)
         if pool is not None and pool not in _POOLS:
             raise ValueError(f"unknown pool {pool!r}; allowed: [None, 'avg', 'max']")
-        hp = {"reduction_t": reduction_t, "reduction_c": reduction_c, "kernel_size": kernel_size}
+        hp: dict[str, Any] = {
+            "reduction_t": reduction_t,
+            "reduction_c": reduction_c,
+            "kernel_size": kernel_size,
+        }
         cfg = resolve_config(attn, placement, attn_relu=attn_relu, **hp)
         where = resolve_locations(attn, placement, locations)
         pre = tuple(k for k in cfg.spec.kinds if where[SLOT_OF[k]] == "conv_pre")
@@ -289,7 +295,7 @@ class SpikingLinearBlock(nn.Module):
         attn_relu: bool | None = None,
         neuron: str = "paper",
         backend: str = "torch",
-        **neuron_kwargs: object,
+        **neuron_kwargs: Any,
     ) -> None:
         super().__init__()
         self.in_features = positive_int("in_features", in_features)

@@ -104,7 +104,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         )
     given = {k: v for k, v in kwargs.items() if v is not None}
     resolved = entry.cfg.resolve(given)
-    model = entry.builder(**resolved)
+    model: Any = entry.builder(**resolved)
     model.default_cfg = entry.cfg
     # Builders record rule-resolved values (e.g. reduction_t) on top of the merged kwargs.
     model.model_args = {**resolved, **getattr(model, "resolved_args", {})}

@@ -49,7 +49,7 @@ def _check_size(input_size: tuple[int, ...], pools: tuple[int, ...]) -> tuple[in
         raise ValueError(f"input_size must be (C, H, W) positive ints, got {input_size!r}")
     if out_size(size[1], pools) < 1 or out_size(size[2], pools) < 1:
         raise ValueError(f"input_size {size} is too small for pooling factors {pools}")
-    return size  # type: ignore[return-value]
+    return (size[0], size[1], size[2])
 
 
 class MaSNN3(SpikingClassifier):
@@ -83,7 +83,7 @@ class MaSNN3(SpikingClassifier):
         self.num_classes, self.timesteps = num_classes, timesteps
         self.input_size = _check_size(input_size, pools)
         self.attn, self.placement = attn, placement
-        channels = _check_channels("channels", channels, 3)
+        channels = _check_channels("channels", channels, 3)  # type: ignore[assignment]
         common = dict(
             attn=attn,
             placement=placement,

@@ -177,7 +177,7 @@ class MSResNet(SpikingClassifier):
                 _bn(stem_width, BN_INIT),
             )
         )
-        block_kw = dict(
+        block_kw: dict[str, Any] = dict(
             attn=attn,
             placement=placement,
             att_res=att_res,
@@ -268,7 +268,7 @@ def _build(
         _DEPTHS[depth],
         num_classes=num_classes,
         timesteps=timesteps,
-        input_size=tuple(input_size),
+        input_size=tuple(input_size),  # type: ignore[arg-type]  # a sequence of 3 ints
         attn=attn,
         placement=placement,
         att_res=att_res,
@@ -281,7 +281,7 @@ def _build(
         backend=backend,
         neuron_kwargs=dict(neuron_kwargs or {}),
     )
-    model.resolved_args = {"attn_relu": attn_relu}
+    model.resolved_args = {"attn_relu": attn_relu}  # type: ignore[assignment]
     return model
 
 

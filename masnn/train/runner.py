@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer) -> Any:
     s = cfg.sched
     if s.name == "plateau":
-        mode = "max" if s.monitor == "val_acc" else "min"
+        mode: Literal["min", "max"] = "max" if s.monitor == "val_acc" else "min"
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=mode, factor=s.factor, patience=s.patience
         )
@@ -416,7 +416,7 @@ def _train(
         best = {"epoch": cfg.run.epochs, "val_acc": None}
         save_best(best)
     if info.enabled:  # every rank evaluates the selected weights
-        sd = [_unwrap(model).state_dict() if info.is_main else None]
+        sd: list[Any] = [_unwrap(model).state_dict() if info.is_main else None]
         torch.distributed.broadcast_object_list(sd, src=0)
         _unwrap(model).load_state_dict(sd[0])
     timer.start("test")
