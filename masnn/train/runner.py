@@ -138,7 +138,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def _eval_loader(ds: Any, cfg: TrainConfig, info: DistInfo) -> Any:
+def eval_loader(ds: Any, cfg: TrainConfig, info: DistInfo) -> Any:
     """This rank's disjoint, unpadded evaluation shard, in order."""
     idx = eval_indices(len(ds), info)
     bs = cfg.run.eval_batch_size or cfg.run.batch_size
@@ -156,7 +156,7 @@ def evaluate_split(
     """Evaluate ``model`` on one split exactly as the trainer does (this rank's shard)."""
     return evaluate(
         model,
-        _eval_loader(ds, cfg, info),
+        eval_loader(ds, cfg, info),
         make_loss(cfg.loss, data.num_classes),
         device=device,
         info=info,
@@ -439,7 +439,7 @@ def account(model: nn.Module, data: DataBundle, cfg: TrainConfig, device: torch.
     """NASAR, spikes per sample, operations and energy of ``model`` on the test set (clip 0)."""
     from masnn.analysis import measure
 
-    loader = _eval_loader(data.test, cfg, DistInfo())
+    loader = eval_loader(data.test, cfg, DistInfo())
     first_clip = ((x[0] if x.dim() == 6 else x, y) for x, y in loader)
     report = measure(model, first_clip, device=device)
     d = report.to_dict()
