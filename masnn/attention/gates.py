@@ -45,7 +45,7 @@ class GateHyper(NamedTuple):
 #: ``build(channels, timesteps, hp, per_step) -> module``.
 GateBuilder = Callable[[int, int, GateHyper, bool], nn.Module]
 #: ``macs(module, x) -> {convention: MACs}`` for one call on ``x`` (all samples).
-GateMacs = Callable[[nn.Module, Tensor], Mapping[str, float]]
+GateMacs = Callable[[Any, Tensor], Mapping[str, float]]
 
 
 @dataclass(frozen=True)
