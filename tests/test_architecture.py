@@ -78,7 +78,16 @@ def private_imports(package_dir: Path) -> list[str]:
                 if not module.startswith("masnn"):
                     continue
                 where = f"{path.relative_to(package_dir.parent)}:{node.lineno}"
-                if name and name.startswith("_") and not name.startswith("__"):
+                sub = package_dir.parent.joinpath(*module.split("."), name or "")
+                own_submodule = (sub.with_suffix(".py").is_file() or sub.is_dir()) and (
+                    here == module or here.startswith(module + ".")
+                )  # `from pkg import _impl` inside pkg: a private module of its own package
+                if (
+                    name
+                    and name.startswith("_")
+                    and not name.startswith("__")
+                    and not own_submodule
+                ):
                     out.append(f"{where}: private name {name!r} from {module}")
                 comps = module.split(".")
                 for k, c in enumerate(comps):
