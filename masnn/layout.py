@@ -8,13 +8,18 @@ logits      ``(T, B, K)``          per-step outputs, before the readout
 readout     ``(B, K)``             :mod:`masnn.readout` pools over ``T``
 ==========  =====================  ====================================================
 
-This module is the one conversion site from other layouts (e.g. the official code's
-batch-first ``(B, T, C, H, W)``) and the one encoder for static images
-(:func:`repeat_over_time`). Folding ``(T, B)`` around stateless layers is done only by
-``masnn.layers.SeqToBatch``.
+This module is the bottom of the package (it imports only torch): the one conversion site
+from other layouts (e.g. the official code's batch-first ``(B, T, C, H, W)``), the one encoder
+for static images (:func:`repeat_over_time`) and the one fold site (:func:`fold_time`,
+:func:`unfold_time`, :func:`seq_apply`): conv, BatchNorm and pooling layers have no time
+dynamics, so a sequence ``(T, B, ...)`` is folded to ``(T*B, ...)``, passed through once and
+unfolded. BatchNorm statistics are therefore shared over time, as in the official code
+(``BatchNorm2d`` on ``[B*T, C, H, W]``). ``masnn.layers.SeqToBatch`` is the module form.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from torch import Tensor
 
@@ -75,3 +80,46 @@ def repeat_over_time(img: Tensor, timesteps: int) -> Tensor:
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
         raise ValueError(f"timesteps must be an int >= 1, got {timesteps!r}")
     return img.unsqueeze(0).expand(timesteps, *img.shape)  # (T, B, C, H, W)
+
+
+def fold_time(x_seq: Tensor) -> Tensor:
+    """Merge the time and batch axes (a view when possible).
+
+    Shape:
+        x_seq: ``(T, B, ...)``; output: ``(T*B, ...)``.
+
+    Example:
+        >>> import torch
+        >>> fold_time(torch.zeros(4, 3, 2)).shape
+        torch.Size([12, 2])
+    """
+    if x_seq.dim() < 2:
+        raise ValueError(
+            f"expected a time-major (T, B, ...) tensor, got shape {tuple(x_seq.shape)}"
+        )
+    return x_seq.flatten(0, 1)  # (T*B, ...)
+
+
+def unfold_time(x: Tensor, timesteps: int) -> Tensor:
+    """Inverse of :func:`fold_time`.
+
+    Shape:
+        x: ``(T*B, ...)``; output: ``(T, B, ...)``.
+    """
+    if x.shape[0] % timesteps:
+        raise ValueError(f"leading size {x.shape[0]} is not a multiple of T={timesteps}")
+    return x.unflatten(0, (timesteps, x.shape[0] // timesteps))  # (T, B, ...)
+
+
+def seq_apply(fn: Callable[[Tensor], Tensor], x_seq: Tensor) -> Tensor:
+    """Apply a stateless per-frame function ``fn`` to every frame of ``x_seq`` in one call.
+
+    Shape:
+        x_seq: ``(T, B, ...)``; output: ``(T, B, ...)`` (trailing axes as ``fn`` returns them).
+
+    Example:
+        >>> import torch
+        >>> seq_apply(lambda x: x.sum(-1), torch.ones(4, 3, 2))[0]
+        tensor([2., 2., 2.])
+    """
+    return unfold_time(fn(fold_time(x_seq)), x_seq.shape[0])  # (T, B, ...)

@@ -346,7 +346,7 @@ class SpikeStats:
         n = sum(layers[c].neurons or 0 for c in counted)
         steps = torch.zeros(t, dtype=torch.float64)
         for c in counted:
-            steps += layers[c].steps
+            steps += layers[c].steps  # type: ignore[arg-type]  # counted layers have steps
         nsar = steps / (n * samples) if n and samples else steps * 0
         total = float(steps.sum())
         per_sample = var_inputs = var_steps = None

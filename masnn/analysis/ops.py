@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvNd
 
 from masnn.analysis._hooks import HookSet
 from masnn.attention.gates import GATES, gate_internals, gate_of
@@ -48,7 +49,7 @@ from masnn.attention.gates import GATES, gate_internals, gate_of
 #: element-wise gating).
 ATTN_CONVENTIONS = ("paper_table5", "full")
 
-_CONNECTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+CONNECTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -62,7 +63,7 @@ def is_binary(x: Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
-def dense_macs(module: nn.Module, x: Tensor, out: Tensor) -> int:
+def dense_macs(module: nn.Linear | _ConvNd, x: Tensor, out: Tensor) -> int:
     """Dense MACs of one call of a conv / linear ``module`` (all samples and folded steps)."""
     if isinstance(module, nn.Linear):
         return (out.numel() // module.out_features) * module.in_features * module.out_features
@@ -70,7 +71,7 @@ def dense_macs(module: nn.Module, x: Tensor, out: Tensor) -> int:
     return out.numel() * (module.in_channels // module.groups) * k
 
 
-def conv_fanout(module: nn.Module, in_spatial: tuple[int, ...]) -> Tensor:
+def conv_fanout(module: _ConvNd, in_spatial: tuple[int, ...]) -> Tensor:
     """Output positions reached by each input position of a conv (float64, ``in_spatial``).
 
     Computed as a transposed convolution of ones over the output grid; exact at the borders,
@@ -94,7 +95,7 @@ def conv_fanout(module: nn.Module, in_spatial: tuple[int, ...]) -> Tensor:
     return fan[0, 0]
 
 
-def _fanout_by_ones_conv(module: nn.Module, in_spatial: tuple[int, ...]) -> Tensor:
+def _fanout_by_ones_conv(module: _ConvNd, in_spatial: tuple[int, ...]) -> Tensor:
     """Fan-out map by differentiating a ones-weight conv (any padding mode, ``"same"``)."""
     d = len(in_spatial)
     x = torch.ones(1, 1, *in_spatial, dtype=torch.float64, requires_grad=True)
@@ -105,7 +106,7 @@ def _fanout_by_ones_conv(module: nn.Module, in_spatial: tuple[int, ...]) -> Tens
 
 
 def ones_conv(
-    module: nn.Module, x: Tensor, *, in_channels: int | None = None, out_channels: int | None = None
+    module: _ConvNd, x: Tensor, *, in_channels: int | None = None, out_channels: int | None = None
 ) -> Tensor:
     """``module``'s convolution with all-ones weights, no bias, in float64 (the reference count).
 
@@ -117,7 +118,7 @@ def ones_conv(
     groups = module.groups if in_channels is None else 1
     w = torch.ones(cout, cin, *module.kernel_size, dtype=torch.float64)
     x = x.to(torch.float64)
-    padding = module.padding
+    padding: Any = module.padding
     if module.padding_mode != "zeros":
         x = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
         padding = 0
@@ -192,7 +193,7 @@ def connection_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [
         (n, m)
         for n, m in model.named_modules()
-        if isinstance(m, _CONNECTIONS) and id(m) not in inside
+        if isinstance(m, CONNECTIONS) and id(m) not in inside
     ]
 
 
@@ -228,8 +229,9 @@ class OpsCounter(HookSet):
             raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
         self.model = model
         self.batch_size = batch_size
-        if input_layer is None and callable(getattr(model, "input_layer", None)):
-            input_layer = model.input_layer()
+        finder = getattr(model, "input_layer", None)
+        if input_layer is None and callable(finder):
+            input_layer = finder()
         if input_layer is not None and input_layer not in dict(model.named_modules()):
             raise ValueError(f"input_layer {input_layer!r} is not a module of the model")
         self.input_layer = input_layer
@@ -274,7 +276,7 @@ class OpsCounter(HookSet):
         self._depth = max(0, self._depth - 1)
 
     def _conn_hook(self, name: str, is_input: bool) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], out: Tensor) -> None:
+        def hook(module: nn.Linear | _ConvNd, args: tuple[Any, ...], out: Tensor) -> None:
             self._count(self.layers[name], module, args[0], out, is_input)
 
         return hook
@@ -298,7 +300,7 @@ class OpsCounter(HookSet):
 
     @torch.no_grad()
     def _count(
-        self, rec: LayerOps, module: nn.Module, x: Tensor, out: Tensor, is_input: bool
+        self, rec: LayerOps, module: nn.Linear | _ConvNd, x: Tensor, out: Tensor, is_input: bool
     ) -> None:
         x = x.detach()
         dense = dense_macs(module, x, out)
@@ -317,7 +319,7 @@ class OpsCounter(HookSet):
             rec.mac_nnz += nnz
             rec.mac_numel += x.numel()
 
-    def _exact(self, module: nn.Module, x: Tensor) -> float:
+    def _exact(self, module: nn.Linear | _ConvNd, x: Tensor) -> float:
         nz = x != 0
         if isinstance(module, nn.Linear):
             return float(nz.sum(dtype=torch.float64)) * module.out_features

@@ -277,7 +277,7 @@ def build_report(
     cost = energy_cost(energy)
     m = max(ops.samples, 1)
     t = max(spikes.timesteps, 1)
-    layers = []
+    layers: list[dict[str, Any]] = []
     for r in ops.layers.values():
         if not (r.ac_calls or r.mac_calls):
             continue
@@ -296,7 +296,7 @@ def build_report(
                 "macs_effective": r.mac_exact / m,
             }
         )
-    attention = [
+    attention: list[dict[str, Any]] = [
         {
             "name": a.name,
             "kind": a.kind,

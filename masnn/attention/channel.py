@@ -31,7 +31,7 @@ import math
 
 from torch import Tensor, nn
 
-from masnn.attention._check import check_channels, hidden_size, positive_int
+from masnn.attention.checks import check_channels, hidden_size, positive_int
 from masnn.attention.gates import GateKind, mlp_hidden, pooled_counts, register_gate
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from masnn.neurons.lif import _at_least_fp32
+from masnn.neurons.lif import at_least_fp32
 
 
 class MultiDimAttention(nn.Module):
@@ -65,7 +65,7 @@ class MultiDimAttention(nn.Module):
             )
         # Gates run in fp32 even under autocast (half-precision input is upcast once, here).
         with torch.autocast(x_seq.device.type, enabled=False):
-            out = _at_least_fp32(x_seq)
+            out = at_least_fp32(x_seq)
             for gate in (self.ta, self.ca, self.sa):
                 if gate is not None:
                     out = gate(out)  # (T, B, C, H, W)

@@ -41,7 +41,7 @@ from typing import Any
 from torch import nn
 
 from masnn._registry import Registry, suggest
-from masnn.attention._check import odd_kernel, positive_int
+from masnn.attention.checks import odd_kernel, positive_int
 from masnn.attention.composite import MembraneAttention, MultiDimAttention
 from masnn.attention.gates import ATTENTION, GATES, SLOTS, AttnSpec, GateHyper
 

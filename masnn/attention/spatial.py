@@ -20,9 +20,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from masnn.attention._check import odd_kernel
+from masnn.attention.checks import odd_kernel
 from masnn.attention.gates import GateKind, pooled_counts, register_gate
-from masnn.layers.seq import seq_apply
+from masnn.layout import seq_apply
 
 
 class SpatialAttention(nn.Module):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from masnn.attention._check import hidden_size, positive_int
+from masnn.attention.checks import hidden_size, positive_int
 from masnn.attention.gates import GateKind, mlp_hidden, register_gate
 
 

@@ -26,8 +26,8 @@ SELFTESTS: Registry[Check] = Registry("selftest family")
 #: Modules that register selftest families (imported on demand; each must import cleanly).
 _SELFTEST_MODULES: tuple[str, ...] = (
     "masnn.cli.selftest",
-    "masnn.attention._selftest",
-    "masnn.models._selftest",
+    "masnn.cli.selftest_attention",
+    "masnn.cli.selftest_models",
 )
 
 

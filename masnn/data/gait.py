@@ -13,18 +13,21 @@ Time-unit check: the recordings last about 4 s, so every sample must last betwee
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from masnn.data.base import EventDataset
 from masnn.data.cache import load_or_build
-from masnn.data.gesture import _ordered_map, _progress
+from masnn.data.registry import DataRequest, DatasetSplits, ValidationGroups, register_dataset
+from masnn.data.util import ordered_map, progress_bar
 from masnn.errors import DataFormatError
 from masnn.events.schema import DVS128
 from masnn.events.textio import read_event_text
-from masnn.frames.integrate import FrameCfg, ToFrames
+from masnn.frames.integrate import FrameCfg
 
 SPLITS = ("train", "test")
 VARIANTS = ("day", "night")
@@ -54,7 +57,7 @@ def find_split_root(root: str | os.PathLike[str], variant: str) -> Path:
     )
 
 
-class DVS128Gait:
+class DVS128Gait(EventDataset):
     """DVS128 Gait samples as ``(events, label)`` (or ``(frames, label)`` with ``frame_cfg``).
 
     Args:
@@ -92,6 +95,7 @@ class DVS128Gait:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        self._init_framing(frame_cfg, seed)
         self.split, self.variant, self.transform = split, variant, transform
         base = find_split_root(root, variant)
         self.data_dir = base
@@ -135,10 +139,10 @@ class DVS128Gait:
         workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
 
         def build(tmp: Path) -> dict[str, np.ndarray]:
-            bar = _progress(len(files), f"DVS128 Gait {variant} {split}", progress)
+            bar = progress_bar(len(files), f"DVS128 Gait {variant} {split}", progress)
             chunks, offsets, durations = [], [0], []
             try:
-                for ev in _ordered_map(read_event_text, files, workers):
+                for ev in ordered_map(read_event_text, files, workers):
                     chunks.append(ev)
                     offsets.append(offsets[-1] + ev.size)
                     durations.append(int(ev["t"].max() - ev["t"].min()) if ev.size else 0)
@@ -160,11 +164,6 @@ class DVS128Gait:
         self.files = files
         if check_duration:
             self._check_durations()
-        self._framer = (
-            ToFrames(frame_cfg, DVS128, train=split == "train", seed=seed)
-            if frame_cfg is not None
-            else None
-        )
 
     def _check_durations(self) -> None:
         lo, hi = (int(v * 1e6) for v in DURATION_RANGE_S)
@@ -179,27 +178,79 @@ class DVS128Gait:
                 "outside). Wrong time unit or damaged file? (check_duration=False to skip)",
             )
 
-    def __len__(self) -> int:
-        return int(self._labels.shape[0])
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The subject folder names, in label order."""
+        if len(self.subjects) == self.num_classes:
+            return tuple(self.subjects)
+        return super().class_names
 
     def events(self, index: int) -> np.ndarray:
         """Raw events of sample ``index``."""
         a, b = int(self._offsets[index]), int(self._offsets[index + 1])
         return np.array(self._events[a:b])  # a writable copy, never the cache itself
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} samples")
-        index %= n
-        x: Any = self.events(index)
-        if self._framer is not None:
-            x = self._framer(x)
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self._labels[index])
 
-    @property
-    def labels(self) -> np.ndarray:
-        """Label of every sample."""
-        return np.asarray(self._labels)
+#: Contiguous blocks per subject that validation chooses from (see :func:`walk_blocks`).
+WALK_BLOCKS = 5
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    """Sort key that orders ``walk2`` before ``walk10``."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+def walk_blocks(trials: Sequence[str], blocks: int = WALK_BLOCKS) -> tuple[list[str], list[str]]:
+    """Validation groups of a Gait split: per subject, its walks in file-name order cut into
+    ``blocks`` contiguous blocks (fewer when a subject has fewer walks).
+
+    The release names neither session nor walk order beyond the file names, and the subjects
+    are the labels, so the least leaky unit it allows is a run of consecutive walks of one
+    subject; validation takes whole blocks within every subject (the subject is the stratum).
+
+    Args:
+        trials: ``"<subject>/<file stem>"`` per sample.
+        blocks: blocks per subject.
+
+    Returns:
+        ``(groups, strata)``: ``"<subject>/block<k>"`` and ``"<subject>"`` per sample.
+
+    Example:
+        >>> walk_blocks(["1/w1", "1/w2", "1/w10", "1/w3", "2/a"], blocks=2)[0]
+        ['1/block0', '1/block0', '1/block1', '1/block1', '2/block0']
+    """
+    subject = [t.split("/", 1)[0] for t in trials]
+    groups = [""] * len(trials)
+    for s in sorted(set(subject)):
+        mine = sorted(
+            (i for i, v in enumerate(subject) if v == s), key=lambda i: _natural(trials[i])
+        )
+        k = min(blocks, len(mine))
+        for rank, i in enumerate(mine):
+            groups[i] = f"{s}/block{rank * k // len(mine)}"
+    return groups, subject
+
+
+@register_dataset("dvs128_gait", options={"gait_variant": "day"})
+def open_dvs128_gait(req: DataRequest) -> DatasetSplits:
+    """DVS128 Gait (``gait_variant``: ``day`` | ``night``) from the text release in ``data.root``."""
+    if req.root is None:
+        raise ValueError("dvs128_gait needs data.root (masnn never downloads)")
+    variant = req.options["gait_variant"]
+    common: dict[str, Any] = {
+        "variant": variant,
+        "cache_dir": req.cache_dir,
+        "progress": req.progress,
+        "frame_cfg": req.frames,
+    }
+    train = DVS128Gait(req.root, "train", **common)
+    test = DVS128Gait(req.root, "test", **common)
+    groups, strata = walk_blocks(train.trials)
+    note = (
+        f"validation holds out contiguous blocks of walks (file-name order, {WALK_BLOCKS} blocks "
+        "per subject) within every subject; subjects are the labels, so validation and training "
+        "share subjects, and the release does not name sessions, so they may share a session"
+    )
+    return DatasetSplits(
+        train, test, Path(req.root), ValidationGroups(groups, "walk block", note, strata)
+    )

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from masnn.data.base import EventDataset
 from masnn.data.cache import fingerprint, load_or_build
+from masnn.data.registry import DataRequest, DatasetSplits, ValidationGroups, register_dataset
+from masnn.data.util import ordered_map, progress_bar
 from masnn.errors import DataFormatError
-from masnn.events.aedat import read_aedat
+from masnn.events.aedat import INVALID_POLICIES, InvalidPolicy, read_aedat
 from masnn.events.schema import DVS128, EVENT_DTYPE
-from masnn.frames.integrate import FrameCfg, ToFrames, to_frames
+from masnn.frames.integrate import FrameCfg, to_frames
 
 CLASSES = (
     "hand_clapping",
@@ -155,41 +157,7 @@ def detect_layout(root: str | os.PathLike[str]) -> tuple[str, Path]:
     )
 
 
-def _ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:
-    """``map`` over a thread pool, in order, with at most ``2 * workers`` results pending."""
-    if workers <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: list[Future[Any]] = []
-        it = iter(items)
-        for item in it:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
-        for fut in pending:
-            yield fut.result()
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        enabled = False
-    if not enabled:
-
-        class _Null:
-            def update(self, n: int = 1) -> None:
-                pass
-
-            def close(self) -> None:
-                pass
-
-        return _Null()
-    return tqdm(total=total, desc=desc, unit="file")
-
-
-class DVS128Gesture:
+class DVS128Gesture(EventDataset):
     """DVS128 Gesture samples as ``(events, label)`` (or ``(frames, label)`` with ``frame_cfg``).
 
     Args:
@@ -205,6 +173,8 @@ class DVS128Gesture:
             at most 8).
         progress: show a progress bar while building the cache.
         seed: seed for the random window starts (``window`` framing at train time).
+        invalid_events: AEDAT events whose valid bit is 0: ``"keep"`` (default, as SpikingJelly
+            and the official MA-SNN reader) or ``"drop"`` (IBM layout only; part of the cache key).
     """
 
     sensor = DVS128
@@ -223,17 +193,21 @@ class DVS128Gesture:
         num_workers: int | None = None,
         progress: bool = True,
         seed: int | None = None,
+        invalid_events: InvalidPolicy = "keep",
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if invalid_events not in INVALID_POLICIES:
+            raise ValueError(
+                f"invalid_events must be one of {INVALID_POLICIES}, got {invalid_events!r}"
+            )
+        self.invalid_events = invalid_events
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if frame_cfg is not None and not isinstance(frame_cfg, FrameCfg):
-            raise TypeError(f"frame_cfg must be a FrameCfg or None, got {type(frame_cfg).__name__}")
+        self._init_framing(frame_cfg, seed)
         self.root = Path(root).expanduser()
         self.split = split
         self.transform = transform
-        self.frame_cfg = frame_cfg
         found, where = detect_layout(self.root)
         if layout != "auto" and layout != found:
             raise DataFormatError(self.root, f"layout {layout!r} requested but found {found!r}")
@@ -249,11 +223,6 @@ class DVS128Gesture:
             self._init_spikingjelly()
         else:
             self._init_tonic()
-        self._framer = (
-            ToFrames(frame_cfg, DVS128, train=split == "train", seed=seed)
-            if frame_cfg is not None and self._frames is None
-            else None
-        )
 
     # -- IBM release --------------------------------------------------------------------------
 
@@ -278,6 +247,7 @@ class DVS128Gesture:
             "split": self.split,
             "files": fingerprint([listing, *aedats, *csvs], d),
             "frame_cfg": repr(cfg),
+            "invalid_events": self.invalid_events,
         }
 
         def build(tmp: Path) -> dict[str, np.ndarray]:
@@ -302,16 +272,16 @@ class DVS128Gesture:
     ) -> dict[str, np.ndarray]:
         def work(k: int) -> tuple[int, list[np.ndarray], np.ndarray]:
             rows = read_labels_csv(csvs[k])
-            ev = read_aedat(aedats[k], sensor=DVS128)
+            ev = read_aedat(aedats[k], sensor=DVS128, invalid=self.invalid_events)
             return k, cut_trial(ev, rows), rows[:, 0] - 1
 
         offsets, labels, trial_idx = [0], [], []
         frames: list[np.ndarray] = []
-        bar = _progress(len(aedats), f"DVS128 Gesture {self.split}", progress)
+        bar = progress_bar(len(aedats), f"DVS128 Gesture {self.split}", progress)
         raw_path = tmp / "events.raw"
         try:
             with open(raw_path, "wb") as raw:
-                for k, samples, lab in _ordered_map(work, range(len(aedats)), workers):
+                for k, samples, lab in ordered_map(work, range(len(aedats)), workers):
                     for s, c in zip(samples, lab):
                         raw.write(np.ascontiguousarray(s).tobytes())
                         offsets.append(offsets[-1] + s.size)
@@ -412,10 +382,12 @@ class DVS128Gesture:
         ev["p"] = ev["p"] != 0
         return ev
 
-    # -- sequence protocol --------------------------------------------------------------------
+    # -- samples ------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return int(self._labels.shape[0])
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The gesture names, in label order."""
+        return CLASSES
 
     def events(self, index: int) -> np.ndarray:
         """The raw events of sample ``index`` (no framing, no transform)."""
@@ -424,23 +396,48 @@ class DVS128Gesture:
             return np.array(self._events[a:b])  # a writable copy, never the cache itself
         return self._load_file(self._files[index])
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} samples")
-        index %= n
-        label = int(self._labels[index])
-        if self._frames is not None:
-            x: Any = np.array(self._frames[index])
-        else:
-            x = self.events(index)
-            if self._framer is not None:
-                x = self._framer(x)
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, label
 
-    @property
-    def labels(self) -> np.ndarray:
-        """Label of every sample (``class - 1``)."""
-        return np.asarray(self._labels)
+def user_of(trial: str) -> str:
+    """The subject of a trial name: ``user07_fluorescent_led.aedat`` -> ``user07``."""
+    return trial.split("_")[0]
+
+
+def gesture_splits(root: Path, req: DataRequest) -> DatasetSplits:
+    """Both splits of a DVS128-Gesture-shaped directory, framed per ``req.frames``; validation
+    holds out whole users (every lighting condition of a user goes to the same side)."""
+    common: dict[str, Any] = {
+        "cache_dir": req.cache_dir,
+        "progress": req.progress,
+        "frame_cfg": req.frames,
+        "invalid_events": req.options.get("invalid_events", "keep"),
+    }
+    train = DVS128Gesture(root, "train", **common)
+    test = DVS128Gesture(root, "test", **common)
+    note = (
+        "validation holds out whole users of the training split (all their lighting "
+        "conditions); the test users are never seen"
+    )
+    groups = ValidationGroups([user_of(t) for t in train.trials], "subject", note)
+    return DatasetSplits(train, test, Path(root), groups)
+
+
+@register_dataset("dvs128_gesture", options={"invalid_events": "keep"})
+def open_dvs128_gesture(req: DataRequest) -> DatasetSplits:
+    """DVS128 Gesture from ``data.root`` in the IBM, SpikingJelly or Tonic layout."""
+    if req.root is None:
+        raise ValueError("dvs128_gesture needs data.root (masnn never downloads)")
+    return gesture_splits(req.root, req)
+
+
+@register_dataset(
+    "synth_gesture",
+    needs_root=False,
+    options={"synth_size": "small", "synth_seed": 0, "invalid_events": "keep"},
+)
+def open_synth_gesture(req: DataRequest) -> DatasetSplits:
+    """The synthetic Gesture-shaped set, generated into ``data.root`` (or the default data dir)
+    on first use."""
+    from masnn.synth import ensure_synth_gesture
+
+    size, seed = req.options["synth_size"], int(req.options["synth_seed"])
+    return gesture_splits(ensure_synth_gesture(req.root, size=size, seed=seed), req)

@@ -17,6 +17,7 @@ import contextlib
 import mmap
 import os
 import struct
+from typing import Literal
 
 import numpy as np
 
@@ -29,6 +30,9 @@ POLARITY_EVENT = 1
 POLARITY_EVENT_SIZE = 8
 TS_OVERFLOW_SHIFT = 31
 _POL_DTYPE = np.dtype([("data", "<u4"), ("ts", "<i4")])
+#: What :func:`read_aedat` does with events whose valid bit is 0.
+INVALID_POLICIES = ("keep", "drop")
+InvalidPolicy = Literal["keep", "drop"]
 
 
 def encode_polarity(events: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -163,20 +167,28 @@ def _parse_header(path: str, buf: memoryview | bytes) -> int:
             return pos
 
 
-def read_aedat(path: str | os.PathLike[str], *, sensor: SensorSize | None = None) -> np.ndarray:
+def read_aedat(
+    path: str | os.PathLike[str],
+    *,
+    sensor: SensorSize | None = None,
+    invalid: InvalidPolicy = "keep",
+) -> np.ndarray:
     """Read the polarity events of an AEDAT 3.1 (libcaer) file, vectorised.
 
     The ASCII header (``#!AER-DAT3.1`` ... ``#!END-HEADER``) is checked, then packets are
     walked by their 28-byte headers. Only polarity packets (type 1) are decoded; every other
     type is skipped by its declared ``eventCapacity * eventSize`` bytes. Per packet the first
     ``eventNumber`` events are read (``eventNumber <= eventCapacity``; the unused capacity is
-    skipped), the full timestamp ``(eventTSOverflow << 31) | timestamp`` is built and events
-    whose valid bit is 0 are dropped. The file is memory-mapped and decoded in batches, so the
-    extra memory is the output (13 bytes per event) plus a fixed few megabytes.
+    skipped) and the full timestamp ``(eventTSOverflow << 31) | timestamp`` is built. The file
+    is memory-mapped and decoded in batches, so the extra memory is the output (13 bytes per
+    event) plus a fixed few megabytes.
 
     Args:
         path: the ``.aedat`` file.
         sensor: if given, coordinates outside it are reported as a format error.
+        invalid: events whose valid bit (``data`` bit 0) is 0: ``"keep"`` (the default, as
+            SpikingJelly's and the official MA-SNN readers do, so frames match theirs) or
+            ``"drop"`` (libcaer's meaning of the bit: the event was filtered out on the device).
 
     Returns:
         ``EVENT_DTYPE`` array in file order (``t`` in µs, ``p`` 1 = ON).
@@ -185,6 +197,8 @@ def read_aedat(path: str | os.PathLike[str], *, sensor: SensorSize | None = None
         DataFormatError: any malformed, truncated or unsupported file (AEDAT 2.0 and 4 get their
             own message); the message names the file and the byte offset.
     """
+    if invalid not in INVALID_POLICIES:
+        raise ValueError(f"invalid must be one of {INVALID_POLICIES}, got {invalid!r}")
     spath = os.fspath(path)
     try:
         f = open(spath, "rb")  # noqa: SIM115 (closed by the with-block below)
@@ -199,14 +213,16 @@ def read_aedat(path: str | os.PathLike[str], *, sensor: SensorSize | None = None
         except OSError as e:
             raise DataFormatError(spath, f"cannot read: {e.strerror or e}") from e
         try:
-            return _read_mapped(spath, mm, size, sensor)
+            return _read_mapped(spath, mm, size, sensor, invalid == "keep")
         finally:
             # a traceback may still hold a view; the map is then closed when it is freed
             with contextlib.suppress(BufferError):
                 mm.close()
 
 
-def _read_mapped(path: str, mm: mmap.mmap, size: int, sensor: SensorSize | None) -> np.ndarray:
+def _read_mapped(
+    path: str, mm: mmap.mmap, size: int, sensor: SensorSize | None, keep_invalid: bool
+) -> np.ndarray:
     pos = _parse_header(path, mm[: MAX_HEADER_BYTES + 2])
     # 1. walk the packet headers (one small Python step per packet)
     offsets: list[int] = []
@@ -288,7 +304,7 @@ def _read_mapped(path: str, mm: mmap.mmap, size: int, sensor: SensorSize | None)
                 f"negative event timestamp {int(ts[bad])}",
                 _event_offset(offsets, counts, i, bad),
             )
-        if int(np.bitwise_and.reduce(data)) & 1:  # every valid bit set: no compaction
+        if keep_invalid or int(np.bitwise_and.reduce(data)) & 1:  # no compaction
             m = data.size
         else:
             ok = (data & 1).astype(bool)

@@ -69,7 +69,7 @@ def fold_all_bn(model: nn.Module) -> int:
     for m in list(model.modules()):
         if isinstance(m, SpikingConvBlock):
             fold_bn(m.conv, m.bn)
-            m.bn = nn.Identity()
+            m.bn = nn.Identity()  # type: ignore[assignment]  # BN folded into the conv
             n += 1
         elif isinstance(m, SpikingLinearBlock) and m.bn is not None:
             fold_bn(m.fc, m.bn)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from masnn.attention._check import positive_int
+from masnn.attention.checks import positive_int
 from masnn.attention.plan import AttnCfg, AttnPlan, as_plan
-from masnn.layers.seq import seq_apply
+from masnn.layout import seq_apply
 from masnn.neurons.spec import NeuronSpec
 
 _POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}

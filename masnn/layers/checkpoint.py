@@ -39,6 +39,7 @@ _ATTR = "_masnn_checkpointed"
 def _bn_stats_scratch(module: nn.Module) -> Iterator[None]:
     """Train-mode BNs of ``module`` update scratch copies of their running statistics."""
     saved = []
+    m: Any
     for m in module.modules():
         bn = isinstance(m, nn.modules.batchnorm._BatchNorm)
         if bn and m.training and m.track_running_stats and m.running_mean is not None:

@@ -1,48 +1,16 @@
-"""The one fold site: run stateless per-frame layers over a time-major sequence.
+""":class:`SeqToBatch`: the module form of the one fold site, :func:`masnn.layout.seq_apply`.
 
 Conv, BatchNorm and pooling layers have no time dynamics, so a sequence ``(T, B, ...)`` is
-folded to ``(T*B, ...)``, passed through once and unfolded. BatchNorm statistics are therefore
-shared over time, as in the official code (``BatchNorm2d`` on ``[B*T, C, H, W]``).
+folded to ``(T*B, ...)``, passed through once and unfolded (see :mod:`masnn.layout`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import Tensor, nn
 
+from masnn.layout import fold_time, seq_apply, unfold_time
 
-def fold_time(x_seq: Tensor) -> Tensor:
-    """Merge the time and batch axes (a view when possible).
-
-    Shape:
-        x_seq: ``(T, B, ...)``; output: ``(T*B, ...)``.
-    """
-    if x_seq.dim() < 2:
-        raise ValueError(
-            f"expected a time-major (T, B, ...) tensor, got shape {tuple(x_seq.shape)}"
-        )
-    return x_seq.flatten(0, 1)  # (T*B, ...)
-
-
-def unfold_time(x: Tensor, timesteps: int) -> Tensor:
-    """Inverse of :func:`fold_time`.
-
-    Shape:
-        x: ``(T*B, ...)``; output: ``(T, B, ...)``.
-    """
-    if x.shape[0] % timesteps:
-        raise ValueError(f"leading size {x.shape[0]} is not a multiple of T={timesteps}")
-    return x.unflatten(0, (timesteps, x.shape[0] // timesteps))  # (T, B, ...)
-
-
-def seq_apply(fn: Callable[[Tensor], Tensor], x_seq: Tensor) -> Tensor:
-    """Apply a stateless per-frame function ``fn`` to every frame of ``x_seq`` in one call.
-
-    Shape:
-        x_seq: ``(T, B, ...)``; output: ``(T, B, ...)`` (trailing axes as ``fn`` returns them).
-    """
-    return unfold_time(fn(fold_time(x_seq)), x_seq.shape[0])  # (T, B, ...)
+__all__ = ["SeqToBatch", "fold_time", "seq_apply", "unfold_time"]
 
 
 class SeqToBatch(nn.Module):

@@ -114,7 +114,7 @@ class ModelCfg:
     @property
     def input_size(self) -> tuple[int, int, int]:
         """Default ``(C, H, W)`` of one frame."""
-        return tuple(self.args.input_size)  # type: ignore[return-value]
+        return tuple(self.args.input_size)
 
     @property
     def timesteps(self) -> int:

@@ -104,7 +104,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             f"accepted: {sorted(accepted)}"
         )
     given = {k: v for k, v in kwargs.items() if v is not None}
-    model = entry.builder(entry.cfg.resolve(given))
+    model: Any = entry.builder(entry.cfg.resolve(given))
     model.default_cfg = entry.cfg
     model.model_args = flat_args(model.args)
     return model

@@ -12,6 +12,7 @@ Counting conventions (paper §6.1-6.2):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -74,7 +75,7 @@ def count_neurons(
     for name, mod in model.named_modules():
         if isinstance(mod, LIF):
 
-            def hook(m: nn.Module, args: object, out: object, name: str = name) -> None:
+            def hook(m: nn.Module, args: object, out: Any, name: str = name) -> None:
                 spikes = out[0] if isinstance(out, tuple) else out
                 if convention == "conv_only" and spikes.dim() != 5:
                     return
@@ -113,7 +114,7 @@ def layer_flops(model: nn.Module, x_or_shape: Tensor | Sequence[int]) -> dict[st
         if not isinstance(mod, (nn.Conv2d, nn.Linear)) or id(mod) in inside:
             continue
 
-        def hook(m: nn.Module, args: tuple[Tensor, ...], out: Tensor, name: str = name) -> None:
+        def hook(m: Any, args: tuple[Tensor, ...], out: Tensor, name: str = name) -> None:
             if isinstance(m, nn.Conv2d):
                 kh, kw = m.kernel_size
                 per = kh * kw * out.shape[-2] * out.shape[-1] * m.in_channels * m.out_channels

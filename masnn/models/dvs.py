@@ -25,6 +25,7 @@ Paper: `Attention Spiking Neural Networks` (§5, Table 1) - https://arxiv.org/ab
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -51,7 +52,7 @@ def _check_size(input_size: tuple[int, ...], pools: tuple[int, ...]) -> tuple[in
         raise ValueError(f"input_size must be (C, H, W) positive ints, got {input_size!r}")
     if out_size(size[1], pools) < 1 or out_size(size[2], pools) < 1:
         raise ValueError(f"input_size {size} is too small for pooling factors {pools}")
-    return size  # type: ignore[return-value]
+    return (size[0], size[1], size[2])
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,9 @@ class MaSNN5(SpikingClassifier):
         self.features = nn.Sequential(*blocks)
         h, w = (out_size(s, pools) for s in self.input_size[1:])
         self.num_features = c_in * h * w
-        fc = dict(bias=bias, bn=False, neuron=neuron)  # no attention in the FC layers
+        fc: dict[str, Any] = dict(
+            bias=bias, bn=False, neuron=neuron
+        )  # no attention in the FC layers
         self.drop1 = TimeSharedDropout(args.drop_rate)
         self.fc1 = SpikingLinearBlock(self.num_features, args.hidden, t, **fc)
         self.drop2 = TimeSharedDropout(args.drop_rate)

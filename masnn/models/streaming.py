@@ -19,7 +19,7 @@ over all ``T`` (the official code's placement) are not causal and are refused, n
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -74,7 +74,7 @@ class StreamingModel:
         reason = blocker()
         if reason is not None:
             raise ValueError(f"{type(model).__name__} cannot stream: {reason}")
-        self.model = model
+        self.model: Any = model  # a SpikingClassifier (checked above)
         self.lifs: tuple[tuple[str, LIF], ...] = tuple(
             (n, m) for n, m in model.named_modules() if isinstance(m, LIF)
         )
@@ -118,9 +118,7 @@ class StreamingModel:
         return head, v_out  # type: ignore[return-value]
 
     @torch.no_grad()
-    def init_state(
-        self, batch_size: int, frame_size: tuple[int, int, int] | None = None
-    ) -> StreamState:
+    def init_state(self, batch_size: int, frame_size: tuple[int, ...] | None = None) -> StreamState:
         """Zero state for ``batch_size`` streams of frames of ``frame_size`` ``(C, H, W)``.
 
         Shapes are found by one probe step on a zero frame (default size: the model's

@@ -77,7 +77,7 @@ class LIF(nn.Module):
             )
         # Neuron state and membrane gates stay in fp32 under autocast.
         with torch.autocast(x_seq.device.type, enabled=False):
-            x_seq = _at_least_fp32(x_seq)
+            x_seq = at_least_fp32(x_seq)
             v0 = None if state is None else state.to(x_seq.dtype)
             spikes, v = self._impl(x_seq, v0, self.params(), self.surrogate, self.membrane_gate)
         return (spikes, v) if return_state else spikes
@@ -93,7 +93,7 @@ class LIF(nn.Module):
         return s + (", strict" if sg.strict else "") + f", backend={self.backend!r}"
 
 
-def _at_least_fp32(x: Tensor) -> Tensor:
+def at_least_fp32(x: Tensor) -> Tensor:
     """Half-precision tensors upcast to fp32 (the rule for neuron state and attention gates)."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 

@@ -60,7 +60,9 @@ class _SpikeFn(torch.autograd.Function):
     """Heaviside forward, ``grad_fn(x, param)`` backward."""
 
     @staticmethod
-    def forward(x: Tensor, grad_fn: Callable[[Tensor, float], Tensor], param: float, strict: bool):  # type: ignore[override]
+    def forward(
+        x: Tensor, grad_fn: Callable[[Tensor, float], Tensor], param: float, strict: bool
+    ) -> Tensor:
         return (x > 0).to(x.dtype) if strict else (x >= 0).to(x.dtype)
 
     @staticmethod
@@ -70,7 +72,7 @@ class _SpikeFn(torch.autograd.Function):
         ctx.grad_fn, ctx.param = grad_fn, param
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:
         if not ctx.needs_input_grad[0]:
             return None, None, None, None
         (x,) = ctx.saved_tensors

@@ -89,10 +89,10 @@ def plot_response_maps(runs: Sequence[dict[str, Any]], path: Path) -> Path:
     groups = _groups(runs)
     per_v: dict[Variant, dict[str, torch.Tensor]] = {}
     for v, g in groups.items():
-        maps = [_maps(r) for r in g]
+        seeds = [_maps(r) for r in g]
         per_v[v] = {
-            k: torch.stack([m[k].float().mean(0) for m in maps]).mean(0)
-            for k, t in maps[0].items()
+            k: torch.stack([m[k].float().mean(0) for m in seeds]).mean(0)
+            for k, t in seeds[0].items()
             if t.dim() == 3
         }
     layers = list(next(iter(per_v.values())))

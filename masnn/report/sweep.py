@@ -389,7 +389,7 @@ def _analyze(
     from masnn.analysis import measure
     from masnn.train.checkpoint import atomic_torch_save
     from masnn.train.distributed import DistInfo
-    from masnn.train.runner import _eval_loader, build_model
+    from masnn.train.runner import build_model, eval_loader
 
     if cfg.run.threads is not None:
         torch.set_num_threads(cfg.run.threads)
@@ -401,11 +401,11 @@ def _analyze(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     # the accounting pass: what masnn eval / the trainer's account() measure (test, clip 0)
-    loader = _eval_loader(data.test, cfg, DistInfo())
+    loader = eval_loader(data.test, cfg, DistInfo())
     first_clip = ((x[0] if x.dim() == 6 else x, y) for x, y in loader)
     with _RateMaps(model) as maps, _GateMeans(model, "ta") as ta:
         rep = measure(model, first_clip, device=device)
-    preds, labels = predict(model, _eval_loader(data.test, cfg, DistInfo()), device, cfg.run.amp)
+    preds, labels = predict(model, eval_loader(data.test, cfg, DistInfo()), device, cfg.run.amp)
     correct = sum(int(p == y) for p, y in zip(preds, labels))
     if correct != metrics["test"]["correct"] or len(preds) != metrics["test"]["samples"]:
         raise MasnnError(

@@ -173,10 +173,10 @@ def _base_paths(kind: str, t: np.ndarray, prm: dict[str, float]) -> np.ndarray:
     if kind == "other":
         out = np.empty((n, 2, 2))
         for h in range(2):
-            for c in range(2):
+            for c in range(2):  # type: ignore[assignment]
                 acc = prm[f"base{h}{c}"] + np.zeros(n)
                 for k in range(3):
-                    f, a, p = prm[f"f{h}{c}{k}"], prm[f"a{h}{c}{k}"], prm[f"p{h}{c}{k}"]
+                    f, a, p = prm[f"f{h}{c}{k}"], prm[f"a{h}{c}{k}"], prm[f"p{h}{c}{k}"]  # type: ignore[assignment]
                     acc = acc + am * a * np.sin(2 * np.pi * f * sp * t + p)
                 out[:, h, c] = acc
         return out

@@ -22,6 +22,7 @@ import yaml
 
 from masnn._registry import suggest
 from masnn.attention import AttnCfg
+from masnn.data import DATASETS
 
 _SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -35,8 +36,8 @@ class DataCfg:
     """Dataset and framing.
 
     Attributes:
-        dataset: ``synth_gesture`` (the offline default, generated if absent),
-            ``dvs128_gesture`` or ``dvs128_gait``.
+        dataset: a name registered in :data:`masnn.data.DATASETS`: ``synth_gesture`` (the
+            offline default, generated if absent), ``dvs128_gesture``, ``dvs128_gait``, ...
         root: dataset directory; ``None`` = the default data dir (synthetic set only).
         synth_size: size of the generated set (``small`` | ``full``).
         synth_seed: seed of the generated set.
@@ -50,9 +51,10 @@ class DataCfg:
             model selection; 0 disables validation (selection then uses the last epoch).
         workers: DataLoader worker processes.
         cache_dir: decoded-event cache; ``None`` = ``$MASNN_CACHE`` or the XDG cache dir.
+        options: the dataset's own settings (keys it registered; unknown keys raise).
     """
 
-    dataset: Literal["synth_gesture", "dvs128_gesture", "dvs128_gait"] = "synth_gesture"
+    dataset: str = "synth_gesture"
     root: str | None = None
     synth_size: Literal["small", "full"] = "small"
     synth_seed: int = 0
@@ -65,6 +67,7 @@ class DataCfg:
     val_fraction: float = 0.2
     workers: int = 0
     cache_dir: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -264,7 +267,7 @@ def _check_value(path: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
     if tp is Any:
         return value
@@ -395,7 +398,13 @@ def validate(cfg: TrainConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
-    if cfg.data.dataset != "synth_gesture" and cfg.data.root is None:
+    if cfg.data.dataset not in DATASETS:
+        allowed = DATASETS.names()
+        raise ConfigError(
+            f"data.dataset: unknown dataset {cfg.data.dataset!r}"
+            f"{suggest(cfg.data.dataset, allowed)}; allowed: {allowed}"
+        )
+    if DATASETS.get(cfg.data.dataset).needs_root and cfg.data.root is None:
         raise ConfigError(
             f"data.root is required for data.dataset={cfg.data.dataset!r} (masnn never downloads; "
             "see docs/data.md for where to get it)"

@@ -1,9 +1,13 @@
-"""Training data: the dataset behind a config, an honest validation split, framed samples.
+"""Training data: the registered dataset behind a config, an honest validation split, samples.
 
-* The offline default (``synth_gesture``) is generated on first use into the default data dir.
-* The validation split is carved from the *training* set by group (``subject`` = user for DVS128
-  Gesture, one recording for DVS128 Gait, whose subjects are the labels), seeded; carving per
-  sample would leak users and lighting into validation.
+* The dataset comes from :data:`masnn.data.DATASETS` (``data.dataset``); nothing here knows a
+  particular dataset. Its sources frame their own samples (:meth:`SampleSource.frames`), with
+  the framing built here from the config: the frames a dataset produces are the frames
+  training uses.
+* The validation split is carved from the *training* split by whole groups, as the dataset
+  declares them (users for DVS128 Gesture; blocks of consecutive walks within every subject
+  for DVS128 Gait, whose subjects are the labels), seeded; the dataset's one-sentence
+  statement of the split is printed with the run and saved in ``run.json``.
 * Random training windows are drawn from ``numpy.random.default_rng([seed, epoch, index])``:
   reproducible, independent across DataLoader workers, and exactly resumable.
 """
@@ -12,16 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from masnn.data import DVS128Gait, DVS128Gesture, collate_time_major
-from masnn.events.schema import SensorSize
-from masnn.frames import FrameCfg, to_frames
+from masnn.data import DATASETS, DataRequest, SampleSource, carve_validation, collate_time_major
+from masnn.data.registry import resolve_options
+from masnn.frames import FrameCfg
 from masnn.train.config import DataCfg
 
 DOCS_HINT = "see docs/data.md for where to get it and the expected layout"
@@ -41,57 +45,37 @@ class DataBundle:
     split_info: dict[str, Any]
 
 
-def _class_names(src: Any) -> tuple[str, ...]:
-    """Gesture names, gait subject folders, else the label indices as text."""
-    names = getattr(src, "classes", None) or getattr(src, "subjects", None)
-    n = int(src.num_classes)
-    if names is None or len(names) != n:
-        return tuple(str(i) for i in range(n))
-    return tuple(str(v) for v in names)
-
-
 class FramedSamples(torch.utils.data.Dataset):
-    """A subset of an event dataset, framed on access per :class:`FrameCfg`.
+    """A subset of a dataset split; each sample framed by the split itself.
 
     Args:
-        source: a dataset with ``events(i)``, ``labels`` and ``sensor``.
+        source: a :class:`~masnn.data.SampleSource` (it frames its samples).
         indices: the subset, as indices into ``source``.
-        frame_cfg: framing (``window`` mode draws a random start when ``train``).
-        train: random window start (else ``frame_cfg.clips`` evenly spaced clips).
-        seed: base seed of the per-sample window draws.
+        train: the random training view (else the evaluation view: ``clips`` test clips).
+        seed: base seed of the per-sample random draws (``[seed, epoch, index]``).
     """
 
     def __init__(
-        self,
-        source: Any,
-        indices: np.ndarray,
-        frame_cfg: FrameCfg,
-        *,
-        train: bool,
-        seed: int,
+        self, source: SampleSource, indices: np.ndarray, *, train: bool, seed: int
     ) -> None:
         self.source = source
         self.indices = np.asarray(indices, np.int64)
-        self.frame_cfg = frame_cfg
         self.train = train
         self.seed = int(seed)
         self.epoch = 0
         self.labels = np.asarray(source.labels)[self.indices]
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the window draws of ``epoch`` (call before iterating)."""
+        """Select the random draws of ``epoch`` (call before iterating)."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+    def __getitem__(self, i: int) -> tuple[Any, int]:
         idx = int(self.indices[i])
         rng = np.random.default_rng([self.seed, self.epoch, idx]) if self.train else None
-        frames = to_frames(
-            self.source.events(idx), self.source.sensor, self.frame_cfg, train=self.train, rng=rng
-        )
-        return frames, int(self.labels[i])
+        return self.source.frames(idx, train=self.train, rng=rng), int(self.labels[i])
 
 
 def fingerprint(root: Path, max_hash_bytes: int = 1 << 20) -> dict[str, Any]:
@@ -113,79 +97,75 @@ def fingerprint(root: Path, max_hash_bytes: int = 1 << 20) -> dict[str, Any]:
     return {"root": str(root), "files": n_files, "bytes": total, "sha256": h.hexdigest()}
 
 
-def _groups(source: Any, dataset: str) -> tuple[list[str], str]:
-    """Per-sample validation groups and what a group is (``"subject"`` / ``"recording"``)."""
-    if dataset == "dvs128_gait":
-        return list(source.trials), "recording"  # subjects are the labels: hold out recordings
-    return [t.split("_")[0] for t in source.trials], "subject"  # userNN_<light> -> userNN
+def frame_cfg(cfg: DataCfg) -> FrameCfg:
+    """The framing of every sample: MA-SNN fixed windows (``test_clips`` at evaluation)."""
+    return FrameCfg(
+        mode="window",
+        timesteps=cfg.timesteps,
+        dt_ms=cfg.dt_ms,
+        ds=cfg.ds,
+        clips=cfg.test_clips,
+        short=cfg.short,
+    )
 
 
-def carve_validation(
-    groups: list[str], fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Split sample indices into (train, val) by whole groups; returns the held-out groups."""
-    idx = np.arange(len(groups))
-    if fraction <= 0:
-        return idx, idx[:0], []
-    uniq = sorted(set(groups))
-    if len(uniq) < 2:
-        raise ValueError(
-            f"cannot carve a validation split: the training set has {len(uniq)} group(s); "
-            "set data.val_fraction=0"
-        )
-    n_val = min(len(uniq) - 1, max(1, round(fraction * len(uniq))))
-    perm = np.random.default_rng(seed).permutation(len(uniq))
-    held = sorted(uniq[i] for i in perm[:n_val])
-    mask = np.isin(np.asarray(groups), held)
-    return idx[~mask], idx[mask], held
+def data_request(cfg: DataCfg, *, progress: bool = True) -> DataRequest:
+    """The request for the registered dataset ``cfg.dataset`` (its options resolved).
+
+    A registered option is read from ``data.options`` or, failing that, from the ``data`` key of
+    the same name (``data.gait_variant``, ``data.synth_size``, ...), else its default.
+    """
+    entry = DATASETS.get(cfg.dataset)
+    given = {k: getattr(cfg, k) for k in entry.options if hasattr(cfg, k)}
+    given.update(cfg.options)
+    root = None
+    if cfg.root is not None:
+        root = Path(cfg.root).expanduser()
+        if entry.needs_root and not root.exists():
+            raise FileNotFoundError(f"data.root={str(root)!r} does not exist ({DOCS_HINT})")
+    elif entry.needs_root:
+        raise ValueError(f"data.root is required for data.dataset={cfg.dataset!r} ({DOCS_HINT})")
+    return DataRequest(
+        frames=frame_cfg(cfg),
+        root=root,
+        cache_dir=cfg.cache_dir,
+        progress=progress,
+        options=resolve_options(entry, given),
+    )
 
 
 def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
-    """Open (or generate) the dataset of ``cfg`` and build train/val/test framed subsets."""
-    if cfg.dataset == "synth_gesture":
-        from masnn.synth import ensure_synth_gesture
-
-        root = ensure_synth_gesture(cfg.root, size=cfg.synth_size, seed=cfg.synth_seed)
-    else:
-        root = Path(cfg.root or "").expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"data.root={str(root)!r} does not exist ({DOCS_HINT})")
-    common: dict[str, Any] = {"cache_dir": cfg.cache_dir, "progress": progress}
-    if cfg.dataset == "dvs128_gait":
-        train_src: Any = DVS128Gait(root, "train", variant=cfg.gait_variant, **common)
-        test_src: Any = DVS128Gait(root, "test", variant=cfg.gait_variant, **common)
-    else:
-        train_src = DVS128Gesture(root, "train", **common)
-        test_src = DVS128Gesture(root, "test", **common)
-    sensor: SensorSize = train_src.sensor
-    train_cfg = FrameCfg(
-        mode="window", timesteps=cfg.timesteps, dt_ms=cfg.dt_ms, ds=cfg.ds, short=cfg.short
+    """Open the registered dataset of ``cfg`` and build the train/val/test subsets."""
+    entry = DATASETS.get(cfg.dataset)
+    splits = entry.open(data_request(cfg, progress=progress))
+    val_plan = splits.validation
+    if len(val_plan.groups) != len(splits.train):
+        raise ValueError(
+            f"dataset {cfg.dataset!r}: {len(val_plan.groups)} validation groups for "
+            f"{len(splits.train)} training samples"
+        )
+    tr_idx, val_idx, held = carve_validation(
+        val_plan.groups, cfg.val_fraction, seed, val_plan.strata
     )
-    test_cfg = replace(train_cfg, clips=cfg.test_clips)
-    groups, group_unit = _groups(train_src, cfg.dataset)
-    tr_idx, val_idx, held = carve_validation(groups, cfg.val_fraction, seed)
-    train = FramedSamples(train_src, tr_idx, train_cfg, train=True, seed=seed)
-    val = (
-        FramedSamples(train_src, val_idx, test_cfg, train=False, seed=seed)
-        if len(val_idx)
-        else None
-    )
-    test = FramedSamples(test_src, np.arange(len(test_src)), test_cfg, train=False, seed=seed)
-    _, c, h, w = train_cfg.frame_shape(sensor)
+    train = FramedSamples(splits.train, tr_idx, train=True, seed=seed)
+    val = FramedSamples(splits.train, val_idx, train=False, seed=seed) if len(val_idx) else None
+    test = FramedSamples(splits.test, np.arange(len(splits.test)), train=False, seed=seed)
+    _, c, h, w = splits.train.frame_shape()
     return DataBundle(
         train=train,
         val=val,
         test=test,
-        num_classes=int(train_src.num_classes),
+        num_classes=int(splits.train.num_classes),
         in_shape=(c, h, w),
-        class_names=_class_names(train_src),
-        root=Path(root),
+        class_names=tuple(splits.train.class_names),
+        root=Path(splits.root),
         split_info={
             "train_samples": len(train),
             "val_samples": 0 if val is None else len(val),
             "test_samples": len(test),
             "val_groups": held,
-            "val_split_by": group_unit,
+            "val_split_by": val_plan.unit,
+            "val_note": val_plan.note if val is not None else "no validation split",
         },
     )
 

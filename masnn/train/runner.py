@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -123,7 +123,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer) -> Any:
     s = cfg.sched
     if s.name == "plateau":
-        mode = "max" if s.monitor == "val_acc" else "min"
+        mode: Literal["min", "max"] = "max" if s.monitor == "val_acc" else "min"
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=mode, factor=s.factor, patience=s.patience
         )
@@ -138,7 +138,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def _eval_loader(ds: Any, cfg: TrainConfig, info: DistInfo) -> Any:
+def eval_loader(ds: Any, cfg: TrainConfig, info: DistInfo) -> Any:
     """This rank's disjoint, unpadded evaluation shard, in order."""
     idx = eval_indices(len(ds), info)
     bs = cfg.run.eval_batch_size or cfg.run.batch_size
@@ -156,7 +156,7 @@ def evaluate_split(
     """Evaluate ``model`` on one split exactly as the trainer does (this rank's shard)."""
     return evaluate(
         model,
-        _eval_loader(ds, cfg, info),
+        eval_loader(ds, cfg, info),
         make_loss(cfg.loss, data.num_classes),
         device=device,
         info=info,
@@ -244,6 +244,7 @@ def _train(
         f"{data.split_info['test_samples']} test, frames {data.in_shape} x T={cfg.data.timesteps} "
         f"({t_data:.1f} s)",
     )
+    _say(info, f"split: {data.split_info['val_note']}")
     torch.manual_seed(cfg.run.seed)  # model init independent of data preparation
     model = build_model(cfg, data).to(device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -410,7 +411,7 @@ def _train(
         best = {"epoch": cfg.run.epochs, "val_acc": None}
         save_best(best)
     if info.enabled:  # every rank evaluates the selected weights
-        sd = [_unwrap(model).state_dict() if info.is_main else None]
+        sd: list[Any] = [_unwrap(model).state_dict() if info.is_main else None]
         torch.distributed.broadcast_object_list(sd, src=0)
         _unwrap(model).load_state_dict(sd[0])
     timer.start("test")
@@ -438,7 +439,7 @@ def account(model: nn.Module, data: DataBundle, cfg: TrainConfig, device: torch.
     """NASAR, spikes per sample, operations and energy of ``model`` on the test set (clip 0)."""
     from masnn.analysis import measure
 
-    loader = _eval_loader(data.test, cfg, DistInfo())
+    loader = eval_loader(data.test, cfg, DistInfo())
     first_clip = ((x[0] if x.dim() == 6 else x, y) for x, y in loader)
     report = measure(model, first_clip, device=device)
     d = report.to_dict()

@@ -41,9 +41,26 @@ def _tuples(ev: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 
 def test_mixed_packets_overflow_invalid_capacity(tmp_path: Path) -> None:
-    ev = read_aedat(_write(tmp_path, MIXED_FILE))
+    ev = read_aedat(_write(tmp_path, MIXED_FILE), invalid="drop")
     assert ev.dtype == EVENT_DTYPE
     assert _tuples(ev) == MIXED_EXPECTED
+
+
+def test_invalid_events_are_kept_by_default_as_spikingjelly_does(tmp_path: Path) -> None:
+    path = _write(tmp_path, MIXED_FILE)
+    ev = read_aedat(path)
+    # the two events whose valid bit is 0, in file order, beside the valid ones
+    keep = [
+        *MIXED_EXPECTED[:2],
+        (12, 3, 127, 1),
+        *MIXED_EXPECTED[2:5],
+        ((3 << 31) | 0, 100, 120, 1),
+    ]
+    keep += MIXED_EXPECTED[5:]
+    assert _tuples(ev) == keep
+    assert _tuples(read_aedat(path, invalid="keep")) == keep
+    with pytest.raises(ValueError, match="'keep', 'drop'"):
+        read_aedat(path, invalid="skip")  # type: ignore[arg-type]
 
 
 def test_header_with_lf_only_and_extra_lines(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -12,8 +14,11 @@ import pytest
 import torch
 
 from masnn.cli import main
+from masnn.data.gesture import user_of
 from masnn.train import checkpoint as ckpt_io
 from masnn.train.config import load_config
+from masnn.train.data import build_data
+from masnn.train.evaluate import evaluate_checkpoint
 from masnn.train.runner import train
 from tests.train.conftest import TINY_MODEL, tiny_overrides
 
@@ -41,6 +46,23 @@ def test_train_writes_provenance_and_eval_reproduces(
     assert metrics["accounting"]["nasar"] >= 0
     rows = (run / "log.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,lr,train_loss")
+    # the selected epoch is the first maximum of the logged validation curve, and best.pt
+    # holds that epoch's weights: evaluating it on validation gives the logged accuracy
+    curve = [float(r["val_acc"]) for r in csv.DictReader(io.StringIO("\n".join(rows)))]
+    assert metrics["best"]["epoch"] == 1 + curve.index(max(curve))
+    assert metrics["best"]["val_acc"] == pytest.approx(max(curve), abs=1e-4)
+    again = evaluate_checkpoint(str(run / "best.pt"), split="val")
+    assert again["epoch"] == metrics["best"]["epoch"]
+    assert again["stats"]["acc"] == pytest.approx(metrics["best"]["val_acc"], abs=1e-9)
+    # validation users are absent from training; test users from both
+    data = build_data(load_config(run / "config.yaml").data, 0, progress=False)
+    assert data.train.source is data.val.source  # both carved from the training split
+    trials = data.train.source.trials
+    train_users = {user_of(trials[i]) for i in data.train.indices}
+    val_users = {user_of(trials[i]) for i in data.val.indices}
+    test_users = {user_of(t) for t in data.test.source.trials}
+    assert val_users == set(meta["split"]["val_groups"]) and len(train_users) == 2
+    assert not train_users & val_users and not test_users & (train_users | val_users)
     # masnn eval, in a fresh process, reproduces the logged test metric exactly
     proc = subprocess.run(
         [sys.executable, "-m", "masnn.cli", "eval", str(run / "best.pt"), "--json"],
@@ -89,7 +111,14 @@ def test_gait_text_release_trains(gait_root: Path, tmp_path: Path) -> None:
     m = train(load_config(None, [*over, "data.short=pad"]), quiet=True)
     assert m["test"]["samples"] == 20
     meta = json.loads((Path(m["run_dir"]) / "run.json").read_text())
-    assert meta["split"]["val_split_by"] == "recording"
+    # subjects are the labels: validation holds out one block of walks within every subject,
+    # and the run says plainly that the subjects (and perhaps sessions) are shared
+    assert meta["split"]["val_split_by"] == "walk block"
+    assert len(meta["split"]["val_groups"]) == 20 == meta["split"]["val_samples"]
+    assert {g.split("/")[0] for g in meta["split"]["val_groups"]} == {
+        f"{s:02d}" for s in range(1, 21)
+    }
+    assert "share subjects" in meta["split"]["val_note"]
 
 
 def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from torch import Tensor
+
 from masnn._registry import Registry
 from masnn.neurons.functional import lif_multistep
 
@@ -27,7 +29,7 @@ class NotSupportedByBackend(ValueError):
     """A backend cannot run this configuration (e.g. a membrane gate in a fused kernel)."""
 
 
-NEURON_BACKENDS: Registry[Callable[..., object]] = Registry("neuron backend")
+NEURON_BACKENDS: Registry[Callable[..., tuple[Tensor, Tensor]]] = Registry("neuron backend")
 NEURON_BACKENDS.add("torch", lif_multistep)
 
 # One file + one registration per backend (imported last: they register into NEURON_BACKENDS).

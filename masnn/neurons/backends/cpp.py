@@ -161,7 +161,7 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x2: Tensor, v0: Tensor | None, leak: Tensor | None,
-                gain: Tensor | None, scalars: dict[str, Any]):  # type: ignore[override]  # fmt: skip
+                gain: Tensor | None, scalars: dict[str, Any]) -> Any:  # fmt: skip
         cp = _CParams(**scalars)
         spikes, v_last, u = _forward(x2, v0, cp, save_u=True)
         ctx.cp = cp
@@ -175,7 +175,7 @@ class _FusedLIF(torch.autograd.Function):
         return spikes, v_last
 
     @staticmethod
-    def backward(ctx: Any, g_spikes: Tensor | None, g_vlast: Tensor | None):  # type: ignore[override]
+    def backward(ctx: Any, g_spikes: Tensor | None, g_vlast: Tensor | None) -> Any:
         u, x2, v0 = ctx.saved_tensors
         need_x, need_v0, need_leak, need_gain = ctx.needs_input_grad[:4]
         T, N = u.shape

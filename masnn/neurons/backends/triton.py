@@ -95,7 +95,7 @@ def _forward_only(x2: Tensor, v0: Tensor | None, sc: dict[str, Any]):  # type: i
 class _TritonLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x2: Tensor, v0: Tensor | None, leak: Tensor | None,
-                gain: Tensor | None, sc: dict[str, Any]):  # type: ignore[override]  # fmt: skip
+                gain: Tensor | None, sc: dict[str, Any]) -> Any:  # fmt: skip
         spikes, v_last, u = _forward(x2, v0, sc, save_u=True)
         ctx.sc, ctx.has_v0 = sc, v0 is not None
         ctx.save_for_backward(u, x2, v0)
@@ -103,7 +103,7 @@ class _TritonLIF(torch.autograd.Function):
         return spikes, v_last
 
     @staticmethod
-    def backward(ctx: Any, g_spikes: Tensor | None, g_vlast: Tensor | None):  # type: ignore[override]
+    def backward(ctx: Any, g_spikes: Tensor | None, g_vlast: Tensor | None) -> Any:
         u, x2, v0 = ctx.saved_tensors
         need_x, need_v0, need_k, need_g = ctx.needs_input_grad[:4]
         kern = _build()

@@ -1,6 +1,7 @@
 """``masnn selftest`` family "attention": the Gesture 3-layer block with every placement.
 
-Imported by the selftest command (add ``"masnn.attention._selftest"`` to its module list).
+Imported by the selftest command (listed in ``masnn.cli.selftest._SELFTEST_MODULES``); it lives
+in the CLI layer because it registers with the CLI, which the attention layer must not import.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ import torch
 
 from masnn.attention.plan import AttnCfg
 from masnn.cli.selftest import check_backward, register_selftest
+from masnn.layers import SpikingConvBlock
 
 
 @register_selftest("attention")
 def _attention() -> dict[str, object]:
     """Conv -> BN -> AvgPool -> TCSA -> LIF on a DVS-sized sequence, paper and code placements."""
-    from masnn.layers import SpikingConvBlock
-
     T, B = 16, 4
     g = torch.Generator().manual_seed(0)
     x = torch.poisson(torch.full((T, B, 2, 32, 32), 0.3), generator=g).clamp(max=1)  # spikes

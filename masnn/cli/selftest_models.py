@@ -1,7 +1,7 @@
 """``masnn selftest`` family ``models``: a realistic forward + backward of ``ma_snn3``.
 
 Registered when ``masnn.cli.selftest`` imports this module (listed in its
-``_SELFTEST_MODULES``).
+``_SELFTEST_MODULES``); it lives in the CLI layer because it registers with the CLI.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Stage 5: training: strict configs, the data bundle, the loop, checkpoints and run logs."""
