@@ -96,7 +96,7 @@ class MasnnModel(NeuroBenchModel):
         """NeuroBench's hooks, with :class:`LIFHook` (per-step membranes) on the LIF layers."""
         super().register_hooks()
         hooks = []
-        for h in self.activation_hooks:
+        for h in list(getattr(self, "activation_hooks", [])):
             if isinstance(h.layer, LIF):
                 h.close()  # NeuroBench's hook records nothing useful on a multi-step LIF
                 h = LIFHook(h.layer, h.name)
@@ -168,7 +168,7 @@ class LIFHook(NeuronHook):
     def __init__(self, layer: LIF, name: str | None = None) -> None:
         super().__init__(layer, name)
         self.lif = layer
-        self.layer = _LIFView(layer)  # type: ignore[assignment]
+        self.layer = _LIFView(layer)
 
     def pre_hook_fn(self, layer: nn.Module, input: tuple) -> None:
         self.activation_inputs.append(input)

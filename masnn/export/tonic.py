@@ -88,7 +88,7 @@ def write_tonic_gesture(
         target = base / TONIC_DIRS[split]
         if target.exists() and any(target.iterdir()):
             raise ValueError(f"{target} exists and is not empty; choose another output")
-        ds = DVS128Gesture(root, split, progress=False, **dataset_kw)
+        ds = DVS128Gesture(root, split, progress=False, **dataset_kw)  # type: ignore[arg-type]
         labels = ds.labels
         written = dropped = events = 0
         seen: set[tuple[str, int]] = set()
