@@ -67,7 +67,13 @@ def model_cfg(name: str) -> ModelCfg:
     return MODELS.get(name).cfg
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str,
+    *,
+    pretrained: str | None = None,
+    pretrained_sha256: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Build a registered model.
 
     Args:
@@ -76,6 +82,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             models: ``num_classes``, ``timesteps``, ``attn``, ``placement``, ``neuron``,
             ``reduction_t``, ``reduction_c``, ``kernel_size``, ``attn_relu``, ``backend``,
             ``neuron_kwargs``, ``input_size``; each family adds its own (see ``docs/models.md``).
+        pretrained: a local weights file (masnn checkpoint/state dict, or the official
+            MS-ResNet layout), loaded strictly; never downloaded (``masnn.models.official``).
+        pretrained_sha256: the file's expected SHA-256 (``None`` = not checked).
 
     Returns:
         The model, with ``model.default_cfg`` (the :class:`ModelCfg`) and ``model.model_args``
@@ -108,4 +117,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     model.default_cfg = entry.cfg
     # Builders record rule-resolved values (e.g. reduction_t) on top of the merged kwargs.
     model.model_args = {**resolved, **getattr(model, "resolved_args", {})}
+    if pretrained is not None:
+        from masnn.models.official import load_pretrained
+
+        digest = load_pretrained(model, pretrained, pretrained_sha256)
+        model.pretrained = {"path": str(pretrained), "sha256": digest}
     return model
