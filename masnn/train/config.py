@@ -35,7 +35,7 @@ class DataCfg:
 
     Attributes:
         dataset: ``synth_gesture`` (the offline default, generated if absent),
-            ``dvs128_gesture`` or ``dvs128_gait``.
+            ``dvs128_gesture``, ``dvs128_gait`` or ``imagenet`` (the ``imagenet`` extra).
         root: dataset directory; ``None`` = the default data dir (synthetic set only).
         synth_size: size of the generated set (``small`` | ``full``).
         synth_seed: seed of the generated set.
@@ -49,9 +49,12 @@ class DataCfg:
             model selection; 0 disables validation (selection then uses the last epoch).
         workers: DataLoader worker processes.
         cache_dir: decoded-event cache; ``None`` = ``$MASNN_CACHE`` or the XDG cache dir.
+        image_size: ImageNet training crop (``RandomResizedCrop``).
+        crop: ImageNet evaluation crop (``CenterCrop``; 224 Table 3, 288 Table 2 ``*``).
+        resize: ImageNet evaluation resize; ``None`` = 256 for crop 224, 320 for 288.
     """
 
-    dataset: Literal["synth_gesture", "dvs128_gesture", "dvs128_gait"] = "synth_gesture"
+    dataset: Literal["synth_gesture", "dvs128_gesture", "dvs128_gait", "imagenet"] = "synth_gesture"
     root: str | None = None
     synth_size: Literal["small", "full"] = "small"
     synth_seed: int = 0
@@ -64,6 +67,9 @@ class DataCfg:
     val_fraction: float = 0.2
     workers: int = 0
     cache_dir: str | None = None
+    image_size: int = 224
+    crop: int = 224
+    resize: int | None = None
 
 
 @dataclass
@@ -315,6 +321,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.data.test_clips >= 1, "data.test_clips must be >= 1"),
         (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
+        (cfg.data.image_size >= 8 and cfg.data.crop >= 8, "data.image_size and data.crop must be >= 8"),
+        (cfg.data.resize is None or cfg.data.resize >= cfg.data.crop, "data.resize must be >= data.crop"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
         (cfg.run.epochs >= 1, "run.epochs must be >= 1"),
