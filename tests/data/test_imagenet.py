@@ -254,3 +254,33 @@ def test_top1_top5_under_two_gloo_ranks_equal_one_process(image_root: Path, tmp_
         )  # fmt: skip
         assert st["confusion"] == ref.confusion
         assert st["loss"] == pytest.approx(ref.loss, rel=1e-6)
+
+
+@pytest.mark.imagenet
+def test_t1_run_fine_tunes_at_t4_and_eval_needs_no_init_file(
+    image_root: Path, tmp_path: Path
+) -> None:
+    """The 77.08 % recipe in small: a T = 1 run's best.pt starts a T = 4 run."""
+    from masnn.train.checkpoint import load_checkpoint
+    from masnn.train.evaluate import evaluate_checkpoint
+    from masnn.train.runner import train
+
+    base = eval_overrides(image_root, tmp_path) + [
+        "data.crop=48", "run.epochs=1", "run.max_steps_per_epoch=1",
+    ]  # fmt: skip
+    train(load_config(None, [*base, "data.timesteps=1", "run.name=t1"]), quiet=True)
+    t1 = tmp_path / "runs" / "t1" / "best.pt"
+    w1 = load_checkpoint(t1)["model"]
+    kw = f"model.kwargs={{widths: [8, 8, 16, 16], pretrained: {t1}}}"
+    cfg = load_config(None, [*base, "data.timesteps=4", kw, "optim.lr=1e-12", "run.name=t4"])
+    m = train(cfg, quiet=True)
+    assert m["test"]["samples"] == 10
+    w4 = load_checkpoint(tmp_path / "runs" / "t4" / "best.pt")["model"]
+    for k, v in w1.items():  # started from the T = 1 weights (lr ~ 0: still equal)
+        if k.endswith("num_batches_tracked"):
+            assert int(w4[k]) == int(v) + 1
+        elif "running" not in k:
+            torch.testing.assert_close(w4[k], v, rtol=0, atol=1e-6)
+    t1.rename(tmp_path / "moved.pt")  # masnn eval of the T = 4 run does not read the init file
+    res = evaluate_checkpoint(str(tmp_path / "runs" / "t4" / "best.pt"))
+    assert res["stats"]["samples"] == 10
