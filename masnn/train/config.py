@@ -344,6 +344,13 @@ def validate(cfg: TrainConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    image_keys = {"image_size": 224, "crop": 224, "resize": None}
+    changed = [k for k, v in image_keys.items() if getattr(cfg.data, k) != v]
+    if cfg.data.dataset != "imagenet" and changed:
+        raise ConfigError(
+            f"data.{changed[0]} applies to data.dataset='imagenet' only "
+            f"(this config's dataset is {cfg.data.dataset!r})"
+        )
     if cfg.data.dataset != "synth_gesture" and cfg.data.root is None:
         raise ConfigError(
             f"data.root is required for data.dataset={cfg.data.dataset!r} (masnn never downloads; "

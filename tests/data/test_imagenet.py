@@ -106,7 +106,12 @@ def test_eval_resize_rule() -> None:
     with pytest.raises(ValueError, match="data.resize=200 must be >= data.crop=224"):
         eval_resize(224, 200)
     with pytest.raises(ConfigError, match="data.resize must be >= data.crop"):
-        load_config(None, ["data.crop=288", "data.resize=256"])
+        load_config(
+            None, ["data.dataset=imagenet", "data.root=x", "data.crop=288", "data.resize=256"]
+        )
+    # masnn eval --crop on a DVS checkpoint: refused, not silently ignored
+    with pytest.raises(ConfigError, match="data.crop applies to data.dataset='imagenet' only"):
+        load_config(None, ["data.crop=288"])
 
 
 def test_held_out_split_is_seeded_and_disjoint() -> None:
