@@ -20,7 +20,7 @@ def _add_set(p: argparse.ArgumentParser, help: str) -> None:
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None, help="YAML config (default: the main job)")
-    _add_set(p, "override config keys, e.g. --set optim.lr=1e-3 model.attn=ca")
+    _add_set(p, "override config keys, e.g. --set optim.lr=1e-3 model.attn.name=ca")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run exactly")
     p.add_argument("--repeats", type=int, default=1, help="run N seeds (seed, seed+1, ...)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from masnn.train import checkpoint as ckpt_io
-from masnn.train.config import apply_overrides, config_from_dict
+from masnn.train.config import apply_overrides, config_from_dict, migrate_saved_config
 from masnn.train.data import build_data
 from masnn.train.distributed import DistInfo
 
@@ -32,7 +32,7 @@ def _evaluate_checkpoint(path: str, split: str, overrides: list[str] | None) -> 
     from masnn.train.runner import account, build_model, evaluate_split, format_accounting
 
     state = ckpt_io.load_checkpoint(path)
-    raw = state["config"]
+    raw = migrate_saved_config(state["config"])
     if overrides:
         bad = [o for o in overrides if not o.startswith("data.")]
         if bad:

@@ -32,7 +32,7 @@ from torch import nn
 from masnn.errors import MasnnError
 from masnn.models import create_model
 from masnn.train import checkpoint as ckpt_io
-from masnn.train.config import TrainConfig, config_from_dict, dump_config
+from masnn.train.config import TrainConfig, config_from_dict, dump_config, migrate_saved_config
 from masnn.train.data import DataBundle, build_data, fingerprint, make_loader
 from masnn.train.distributed import (
     DistInfo,
@@ -103,12 +103,7 @@ def build_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
         "timesteps": cfg.data.timesteps,
         "input_size": data.in_shape,
         "attn": m.attn,
-        "placement": m.placement,
         "neuron": m.neuron,
-        "reduction_t": m.reduction_t,
-        "reduction_c": m.reduction_c,
-        "kernel_size": m.kernel_size,
-        "attn_relu": m.attn_relu,
     }
     clash = sorted(set(m.kwargs) & set(kwargs))
     if clash:
@@ -205,7 +200,7 @@ def train(
                 f"{resume}: cannot resume from it (no {', '.join(missing)}); resume from the "
                 "run's checkpoint.pt (best.pt holds only the selected weights)"
             )
-        saved = config_from_dict(state["config"])
+        saved = config_from_dict(migrate_saved_config(state["config"]))
         if saved.hash() != cfg.hash():
             raise MasnnError(
                 f"--resume {resume}: the checkpoint was made with config {saved.hash()}, "

@@ -44,15 +44,14 @@ def eval_overrides(root: Path, out: Path, crop: int = 224) -> list[str]:
         f"run.out_dir={out / 'runs'}",
         "run.progress=false",
         *SMALL,
-        "model.attn=csa",
-        "model.placement=code",
+        "model.attn={name: csa, placement: code}",
     ]
 
 
 def small_model(data: DataBundle) -> nn.Module:
     """A seeded ms_resnet18 (narrow) in eval mode: same weights in every process."""
     torch.manual_seed(3)
-    cfg = load_config(None, [*SMALL, "data.timesteps=2", "model.attn=csa", "model.placement=code"])
+    cfg = load_config(None, [*SMALL, "data.timesteps=2", "model.attn={name: csa, placement: code}"])
     m = build_model(cfg, data)
     with torch.no_grad():  # spread the BN statistics so the logits differ between images
         for mod in m.modules():

@@ -1,8 +1,4 @@
-"""configs/imagenet_*.yaml: rows of configs/PAPER_TABLE.md, the model they build, 2 steps.
-
-They are written in the ``model.attn`` mapping form (issue 12); the tests that load them with
-``load_config`` run once ``masnn.attention.AttnCfg`` exists (skipped before, with that reason).
-"""
+"""configs/imagenet_*.yaml: rows of configs/PAPER_TABLE.md, the model they build, 2 steps."""
 
 from __future__ import annotations
 
@@ -13,17 +9,12 @@ import pytest
 import torch
 import yaml
 
-import masnn.attention
 from masnn.models import create_model
 from masnn.train.config import load_config
 from masnn.train.runner import build_model
 from tests.train.test_configs import CONFIGS, table_rows
 
 IMAGENET = sorted(CONFIGS.glob("imagenet_*.yaml"))
-NEW_ATTN_FORM = pytest.mark.skipif(
-    not hasattr(masnn.attention, "AttnCfg"),
-    reason="the model.attn mapping form lands with issue 12 (branch arch)",
-)
 TARGETS = {  # paper Tables 2, 3 and 7 (SPEC §7)
     "imagenet_ms18_vanilla": "61.70 %", "imagenet_ms18_ca": "63.42 %",
     "imagenet_ms18_csa": "63.97 %", "imagenet_ms34_vanilla": "64.13 %",
@@ -86,8 +77,7 @@ def test_pretrained_in_model_kwargs_starts_a_t4_model(tmp_path: Path) -> None:
         None,
         [
             "model.name=ms_resnet18",
-            "model.attn=csa",
-            "model.placement=code",
+            "model.attn={name: csa, placement: code}",
             "data.timesteps=4",
             f"model.kwargs={{widths: [8, 8, 16, 16], pretrained: {tmp_path / 'best.pt'}}}",
         ],
@@ -99,7 +89,6 @@ def test_pretrained_in_model_kwargs_starts_a_t4_model(tmp_path: Path) -> None:
         assert torch.equal(t4.state_dict()[k], v), k
 
 
-@NEW_ATTN_FORM
 @pytest.mark.parametrize("path", IMAGENET, ids=lambda p: p.stem)
 def test_configs_load_and_build_the_paper_models(path: Path) -> None:
     cfg = load_config(path)
@@ -114,7 +103,6 @@ def test_configs_load_and_build_the_paper_models(path: Path) -> None:
 
 
 @pytest.mark.imagenet
-@NEW_ATTN_FORM
 @pytest.mark.parametrize("path", IMAGENET, ids=lambda p: p.stem)
 def test_runs_two_steps_on_a_tiny_image_folder(path: Path, tmp_path: Path) -> None:
     pytest.importorskip("torchvision", reason="needs the imagenet extra")
