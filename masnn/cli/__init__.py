@@ -27,6 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "masnn.cli.selftest",
     "masnn.cli.data",
     "masnn.cli.train",
+    "masnn.cli.bench",
     "masnn.cli.report",
 )
 

@@ -76,6 +76,8 @@ class MSBasicBlock(nn.Module):
         x_seq: ``(T, B, C_in, H, W)`` membrane input; output: ``(T, B, C_out, H/s, W/s)``.
     """
 
+    checkpoint_block = True  # masnn.layers.checkpoint recomputes it as one unit
+
     def __init__(
         self,
         in_channels: int,

@@ -21,7 +21,9 @@ class LIF(nn.Module):
     Args:
         neuron: a preset name from ``NEURON_PRESETS`` (``"paper"``, ``"biclab"``,
             ``"msresnet"``, ``"spikingjelly"``, ``"plif"``) or a resolved ``NeuronDynamics``.
-        backend: a name from ``NEURON_BACKENDS``; resolved once, here.
+        backend: a name from ``NEURON_BACKENDS``, resolved once, here: ``"auto"`` (default:
+            the fused kernel for the tensor's device where it applies, else the reference),
+            ``"torch"`` (the reference), ``"cpp"``, ``"triton"`` (docs/performance.md).
         membrane_gate: optional module applied to the membrane ``U[t]`` at every step, before
             firing (paper Eq. 14, CA/SA at the ``membrane`` location).
         **neuron_kwargs: the preset's own parameters (e.g. ``v_th=0.5``, ``tau=2.0``).
@@ -40,7 +42,7 @@ class LIF(nn.Module):
         self,
         neuron: str | NeuronDynamics = "paper",
         *,
-        backend: str = "torch",
+        backend: str = "auto",
         membrane_gate: nn.Module | None = None,
         **neuron_kwargs: object,
     ) -> None:

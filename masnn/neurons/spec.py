@@ -25,7 +25,8 @@ class NeuronSpec:
     Attributes:
         preset: a name from ``NEURON_PRESETS`` (``"paper"``, ``"biclab"``, ``"msresnet"``,
             ``"spikingjelly"``, ``"plif"``).
-        backend: a name from ``NEURON_BACKENDS``.
+        backend: a name from ``NEURON_BACKENDS`` (default ``"auto"``: the fused kernel where
+            it applies, else the reference ``"torch"``; docs/performance.md).
         kwargs: the preset's own parameters (e.g. ``{"v_th": 0.5}``).
 
     Raises:
@@ -34,11 +35,11 @@ class NeuronSpec:
 
     Example:
         >>> NeuronSpec("paper", kwargs={"v_th": 0.5}).build()
-        LIF(neuron='paper', v_th=0.5, decay=0.3, reset=hard(0), detach_reset=False, surrogate=rect:0.5, backend='torch')
+        LIF(neuron='paper', v_th=0.5, decay=0.3, reset=hard(0), detach_reset=False, surrogate=rect:0.5, backend='auto')
     """
 
     preset: str = "paper"
-    backend: str = "torch"
+    backend: str = "auto"
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -72,7 +72,9 @@ def test_cfg_is_frozen_data_and_validates() -> None:
 def test_neuron_spec_validates_at_construction_and_builds() -> None:
     spec = NeuronSpec("paper", kwargs={"v_th": 0.5})
     lif = spec.build()
-    assert isinstance(lif, LIF) and lif.spec.params.v_th == 0.5 and lif.backend == "torch"
+    assert (
+        isinstance(lif, LIF) and lif.spec.params.v_th == 0.5 and lif.backend == "auto"
+    )  # the default backend
     with pytest.raises(ValueError, match="unknown neuron preset 'papr'"):
         NeuronSpec("papr")
     with pytest.raises(ValueError, match="unknown neuron backend 'cuda9'"):

@@ -55,5 +55,5 @@ def test_unknown_kwarg_lists_accepted() -> None:
 
 
 def test_unknown_backend() -> None:
-    with pytest.raises(ValueError, match="allowed: \\['torch'\\]"):
+    with pytest.raises(ValueError, match="allowed: \\['auto', 'cpp', 'torch', 'triton'\\]"):
         LIF("paper", backend="cuda-magic")

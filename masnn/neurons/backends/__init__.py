@@ -6,7 +6,11 @@ Every backend is a callable with exactly the signature of
     backend(x_seq, v0, params, surrogate, gate=None) -> (spikes_seq, v_last)
 
 and must equal the reference (``"torch"``) bit for bit on spikes away from threshold and
-within tolerance on gradients; ``tests/numerics`` parametrises over ``NEURON_BACKENDS.names()``.
+within tolerance on gradients; ``tests/neurons/test_backends.py`` parametrises over
+``NEURON_BACKENDS.names()`` (``test_triton.py`` for ``"triton"``).
+
+Registered: ``"torch"`` (the reference), ``"cpp"`` (fused CPU kernel), ``"triton"`` (fused CUDA
+kernel), ``"auto"`` (the default: picks per call, falls back to the reference).
 A backend that cannot honour an argument (e.g. a fused kernel and a membrane gate) must raise
 ``NotSupportedByBackend`` so the caller can fall back to the reference explicitly.
 """
@@ -25,3 +29,6 @@ class NotSupportedByBackend(ValueError):
 
 NEURON_BACKENDS: Registry[Callable[..., object]] = Registry("neuron backend")
 NEURON_BACKENDS.add("torch", lif_multistep)
+
+# One file + one registration per backend (imported last: they register into NEURON_BACKENDS).
+from masnn.neurons.backends import auto, cpp, triton  # noqa: E402, F401

@@ -1,0 +1,161 @@
+"""Compile-on-first-use for the fused CPU LIF: one shared library, cached per source and CPU.
+
+The kernel (``lif_cpu.cpp``, plain C ABI, no torch headers) is compiled with the system C++
+compiler (``$MASNN_CXX``, else ``$CXX``, else ``g++``) and loaded with :mod:`ctypes`. No
+Python headers, pybind11 or ninja are needed and a build takes about a second. The library
+links ``libgomp.so.1``; torch has already loaded its own copy under that name, so the kernel
+shares torch's OpenMP runtime (one thread pool).
+
+Cache: ``$TORCH_EXTENSIONS_DIR`` (torch's own variable; default
+``~/.cache/torch_extensions``) / ``masnn_lif_<key>/``, where ``<key>`` hashes the source, the
+compiler's version, the flags and the CPU's feature flags: ``-march=native`` code is never
+loaded on a CPU it was not built for. The library is written to a temporary name and renamed
+into place, so concurrent first uses (DDP ranks) cannot see a half-written file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+_log = logging.getLogger("masnn.neurons.backends")
+
+SOURCE = Path(__file__).with_name("lif_cpu.cpp")
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-ffp-contract=off",  # no fused multiply-add: the forward pass equals the reference bit for bit
+    "-fno-math-errno",
+    "-fopenmp",
+    "-fPIC",
+    "-shared",
+    "-std=c++17",
+)
+
+
+#: Tried when ``FLAGS`` fail (e.g. a compiler without OpenMP or ``-march=native``): a portable,
+#: single-threaded build (the OpenMP pragmas are ignored).
+FALLBACK_FLAGS = tuple(f for f in FLAGS if f not in ("-march=native", "-fopenmp")) + (
+    "-Wno-unknown-pragmas",
+)
+
+
+class BuildError(RuntimeError):
+    """The fused kernel could not be compiled or loaded."""
+
+
+def compiler() -> str:
+    """The C++ compiler command: ``$MASNN_CXX``, else ``$CXX``, else ``g++``."""
+    return os.environ.get("MASNN_CXX") or os.environ.get("CXX") or "g++"
+
+
+def cache_root() -> Path:
+    """``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions`` (torch's default root)."""
+    env = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "torch_extensions"
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def build_key(cxx: str) -> str:
+    """Hash of everything the binary depends on: source, compiler version, flags, CPU."""
+    try:
+        version = subprocess.run(
+            [cxx, "--version"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError) as exc:
+        raise BuildError(f"C++ compiler {cxx!r} not usable ({exc})") from None
+    h = hashlib.sha256()
+    flags = " ".join(FLAGS) + " | " + " ".join(FALLBACK_FLAGS)
+    for part in (SOURCE.read_bytes(), version.encode(), flags.encode()):
+        h.update(part)
+        h.update(b"\0")
+    h.update(f"{platform.machine()} {_cpu_flags()}".encode())
+    return h.hexdigest()[:16]
+
+
+def _compile(cxx: str, out: Path) -> None:
+    try:
+        _compile_with(cxx, out, FLAGS)
+    except BuildError as first:
+        try:
+            _compile_with(cxx, out, FALLBACK_FLAGS)
+        except BuildError:
+            raise first from None
+        _log.warning("fused LIF kernel built without OpenMP/-march=native (%s)", first)
+
+
+def _compile_with(cxx: str, out: Path, flags: tuple[str, ...]) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out.parent)
+    except OSError as exc:
+        raise BuildError(f"cache directory {out.parent} not writable ({exc})") from None
+    os.close(fd)
+    cmd = [cxx, *flags, str(SOURCE), "-o", tmp]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if res.returncode != 0:
+            err = (res.stderr or res.stdout).strip().splitlines()
+            raise BuildError(f"{' '.join(cmd)} failed: {err[0] if err else res.returncode}")
+        os.replace(tmp, out)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BuildError(f"{' '.join(cmd)} failed: {exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@lru_cache(maxsize=1)
+def load_library() -> ctypes.CDLL:
+    """Compile (first use) or reuse the cached library and load it; raises :class:`BuildError`."""
+    if os.environ.get("MASNN_NO_BUILD"):
+        raise BuildError("MASNN_NO_BUILD is set")
+    import torch  # noqa: F401  (torch's libgomp.so.1 must be loaded first: one OpenMP runtime)
+
+    cxx = compiler()
+    if shutil.which(cxx) is None and not os.path.isfile(cxx):
+        raise BuildError(f"C++ compiler {cxx!r} not found (set MASNN_CXX or CXX)")
+    lib_path = cache_root() / f"masnn_lif_{build_key(cxx)}" / "masnn_lif.so"
+    if not lib_path.is_file():
+        _log.info("compiling the fused LIF kernel: %s", lib_path)
+        _compile(cxx, lib_path)
+    try:
+        lib = ctypes.CDLL(str(lib_path))
+    except OSError as exc:
+        raise BuildError(f"cannot load {lib_path}: {exc}") from None
+    _declare(lib)
+    return lib
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    lib.masnn_lif_chunk.restype = i64
+    lib.masnn_lif_chunk.argtypes = []
+    for dt in ("f32", "f64"):
+        fwd = getattr(lib, f"masnn_lif_forward_{dt}")
+        fwd.restype = None
+        fwd.argtypes = [p, p, p, p, p, i64, i64, p, i32]
+        bwd = getattr(lib, f"masnn_lif_backward_{dt}")
+        bwd.restype = None
+        bwd.argtypes = [p, p, p, p, p, p, p, p, p, i64, i64, p, i32]

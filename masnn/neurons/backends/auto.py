@@ -1,0 +1,77 @@
+"""The ``"auto"`` neuron backend (the default): the fastest backend that can run each call.
+
+Per call: a CPU tensor goes to the fused ``"cpp"`` kernel, a CUDA tensor to the ``"triton"``
+kernel (when Triton is installed); everything a fused kernel does not cover (a membrane gate,
+another dtype, tracing under ``torch.compile``/``torch.export``/``torch.jit.trace`` (e.g. ONNX
+export), a kernel that could not be built) runs the
+reference ``"torch"`` loop. A kernel that fails to build is reported once, as a logged
+warning naming the reason, and the reference is used from then on in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend
+from masnn.neurons.functional import LIFParams, MembraneGate, lif_multistep
+from masnn.neurons.surrogate import Surrogate
+
+_log = logging.getLogger("masnn.neurons.backends")
+_available: dict[str, Callable[..., tuple[Tensor, Tensor]] | None] = {}
+
+
+def fused_backend(device_type: str) -> Callable[..., tuple[Tensor, Tensor]] | None:
+    """The fused backend for ``device_type`` if it is usable here (checked once), else ``None``."""
+    if device_type not in _available:
+        _available[device_type] = _probe(device_type)
+    return _available[device_type]
+
+
+def _probe(device_type: str) -> Callable[..., tuple[Tensor, Tensor]] | None:
+    if device_type == "cpu":
+        from masnn.neurons.backends._build import BuildError, load_library
+
+        try:
+            load_library()
+        except BuildError as exc:
+            _log.warning(
+                "fused LIF kernel unavailable (%s); using the reference 'torch' backend", exc
+            )
+            return None
+        return NEURON_BACKENDS.get("cpp")
+    if device_type == "cuda" and "triton" in NEURON_BACKENDS:
+        from masnn.neurons.backends.triton import triton_available
+
+        reason = triton_available()
+        if reason:
+            _log.warning(
+                "Triton LIF kernel unavailable (%s); using the reference 'torch' backend", reason
+            )
+            return None
+        return NEURON_BACKENDS.get("triton")
+    return None
+
+
+def lif_auto(
+    x_seq: Tensor,
+    v0: Tensor | None,
+    params: LIFParams,
+    surrogate: Surrogate,
+    gate: MembraneGate = None,
+) -> tuple[Tensor, Tensor]:
+    """Dispatch one call (see the module docstring); same contract as the reference."""
+    if gate is None and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+        impl = fused_backend(x_seq.device.type)
+        if impl is not None:
+            try:
+                return impl(x_seq, v0, params, surrogate, gate)
+            except NotSupportedByBackend:
+                pass
+    return lif_multistep(x_seq, v0, params, surrogate, gate)
+
+
+NEURON_BACKENDS.add("auto", lif_auto)
