@@ -69,6 +69,12 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a run's best.pt or checkpoint.pt")
     p.add_argument("--split", choices=("test", "val"), default="test")
     _add_set(p, "override data keys (e.g. data.root=... when the data moved)")
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        help="ImageNet evaluation crop (224: Resize 256; 288: Resize 320) = --set data.crop=N",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument(
         "--engine",
@@ -89,8 +95,11 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from masnn.train.evaluate import evaluate_checkpoint
 
+    overrides = list(args.overrides or [])
+    if args.crop is not None:
+        overrides.append(f"data.crop={args.crop}")
     res = evaluate_checkpoint(
-        args.checkpoint, split=args.split, overrides=args.overrides, engine=args.engine
+        args.checkpoint, split=args.split, overrides=overrides, engine=args.engine
     )
     if args.json:
         if args.per_class:  # per-class recall next to the confusion matrix it comes from
@@ -104,6 +113,7 @@ def run_eval(args: argparse.Namespace) -> int:
     print(
         f"{args.split} accuracy {100 * s['acc']:.2f} % ({s['correct']}/{s['samples']}) "
         f"[single clip {100 * s['acc_single']:.2f} %, >50 % clips {100 * s['acc_official']:.2f} %]"
+        f"; top-5 {100 * s['acc_top5']:.2f} % ({s['correct_top5']}/{s['samples']})"
     )
     print(res["summary"])
     if args.per_class:

@@ -8,6 +8,7 @@ from masnn.models import dvs, ms_resnet  # noqa: F401  (registers the models)
 from masnn.models._cfg import ModelCfg
 from masnn.models._factory import MODELS, create_model, list_models, model_cfg, register_model
 from masnn.models._utils import count_neurons, layer_flops
+from masnn.models.official import load_official, load_pretrained
 from masnn.models.streaming import StreamingModel, StreamState
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "create_model",
     "layer_flops",
     "list_models",
+    "load_official",
+    "load_pretrained",
     "model_cfg",
     "register_model",
 ]

@@ -63,7 +63,13 @@ def model_cfg(name: str) -> ModelCfg:
     return MODELS.get(name).cfg
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str,
+    *,
+    pretrained: str | None = None,
+    pretrained_sha256: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Build a registered model.
 
     Args:
@@ -75,6 +81,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             (see ``docs/models.md``). Convenience keywords set one field of ``attn``
             (``placement``, ``locations``, ``reduction_t``, ``reduction_c``, ``kernel_size``,
             ``attn_relu``) or of ``neuron`` (``backend``, ``neuron_kwargs``).
+        pretrained: a local weights file (masnn checkpoint/state dict, or the official
+            MS-ResNet layout), loaded strictly; never downloaded (``masnn.models.official``).
+        pretrained_sha256: the file's expected SHA-256 (``None`` = not checked).
 
     Returns:
         The model, with ``model.default_cfg`` (the :class:`ModelCfg`), ``model.args`` (the
@@ -107,4 +116,9 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     model: Any = entry.builder(entry.cfg.resolve(given))
     model.default_cfg = entry.cfg
     model.model_args = flat_args(model.args)
+    if pretrained is not None:
+        from masnn.models.official import load_pretrained
+
+        digest = load_pretrained(model, pretrained, pretrained_sha256)
+        model.pretrained = {"path": str(pretrained), "sha256": digest}
     return model

@@ -37,7 +37,8 @@ class DataCfg:
 
     Attributes:
         dataset: a name registered in :data:`masnn.data.DATASETS`: ``synth_gesture`` (the
-            offline default, generated if absent), ``dvs128_gesture``, ``dvs128_gait``, ...
+            offline default, generated if absent), ``dvs128_gesture``, ``dvs128_gait``, ...,
+            or ``imagenet`` (the ``imagenet`` extra).
         root: dataset directory; ``None`` = the default data dir (synthetic set only).
         synth_size: size of the generated set (``small`` | ``full``).
         synth_seed: seed of the generated set.
@@ -52,6 +53,9 @@ class DataCfg:
         workers: DataLoader worker processes.
         cache_dir: decoded-event cache; ``None`` = ``$MASNN_CACHE`` or the XDG cache dir.
         options: the dataset's own settings (keys it registered; unknown keys raise).
+        image_size: ImageNet training crop (``RandomResizedCrop``).
+        crop: ImageNet evaluation crop (``CenterCrop``; 224 Table 3, 288 Table 2 ``*``).
+        resize: ImageNet evaluation resize; ``None`` = 256 for crop 224, 320 for 288.
     """
 
     dataset: str = "synth_gesture"
@@ -68,6 +72,9 @@ class DataCfg:
     workers: int = 0
     cache_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 224
+    crop: int = 224
+    resize: int | None = None
 
 
 @dataclass
@@ -377,6 +384,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.data.test_clips >= 1, "data.test_clips must be >= 1"),
         (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
+        (cfg.data.image_size >= 8 and cfg.data.crop >= 8, "data.image_size and data.crop must be >= 8"),
+        (cfg.data.resize is None or cfg.data.resize >= cfg.data.crop, "data.resize must be >= data.crop"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
         (cfg.run.epochs >= 1, "run.epochs must be >= 1"),
@@ -398,8 +407,22 @@ def validate(cfg: TrainConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    image_keys = {"image_size": 224, "crop": 224, "resize": None}
+    changed = [k for k, v in image_keys.items() if getattr(cfg.data, k) != v]
+    if cfg.data.dataset != "imagenet" and changed:
+        raise ConfigError(
+            f"data.{changed[0]} applies to data.dataset='imagenet' only "
+            f"(this config's dataset is {cfg.data.dataset!r})"
+        )
+    if cfg.data.dataset == "imagenet":
+        if cfg.data.root is None:
+            raise ConfigError(
+                "data.root is required for data.dataset='imagenet' (masnn never downloads; "
+                "see docs/imagenet.md for the expected layout)"
+            )
+        return
     if cfg.data.dataset not in DATASETS:
-        allowed = DATASETS.names()
+        allowed = [*DATASETS.names(), "imagenet"]
         raise ConfigError(
             f"data.dataset: unknown dataset {cfg.data.dataset!r}"
             f"{suggest(cfg.data.dataset, allowed)}; allowed: {allowed}"

@@ -136,6 +136,8 @@ def data_request(cfg: DataCfg, *, progress: bool = True) -> DataRequest:
 
 def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
     """Open the registered dataset of ``cfg`` and build the train/val/test subsets."""
+    if cfg.dataset == IMAGENET:  # HOOK(issue 18): becomes a DATASETS registration
+        return _imagenet_bundle(cfg, Path(cfg.root or "").expanduser(), seed)
     entry = DATASETS.get(cfg.dataset)
     splits = entry.open(data_request(cfg, progress=progress))
     val_plan = splits.validation
@@ -170,6 +172,38 @@ def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
     )
 
 
+#: Static-image dataset still built outside the DATASETS registry (its splits frame through
+#: torchvision transforms, not a SampleSource yet); see docs/imagenet.md.
+IMAGENET = "imagenet"
+
+
+def _imagenet_bundle(cfg: DataCfg, root: Path, seed: int) -> DataBundle:
+    """HOOK(issue 18): ``masnn.data.imagenet.build_imagenet`` as a :class:`DataBundle`."""
+    if not root.exists():
+        raise FileNotFoundError(f"data.root={str(root)!r} does not exist ({DOCS_HINT})")
+    from masnn.data.imagenet import build_imagenet
+
+    s = build_imagenet(
+        root,
+        timesteps=cfg.timesteps,
+        image_size=cfg.image_size,
+        crop=cfg.crop,
+        resize=cfg.resize,
+        val_fraction=cfg.val_fraction,
+        seed=seed,
+    )
+    return DataBundle(
+        train=s.train,  # type: ignore[arg-type]
+        val=s.val,  # type: ignore[arg-type]
+        test=s.test,  # type: ignore[arg-type]
+        num_classes=s.num_classes,
+        in_shape=s.in_shape,
+        class_names=s.class_names,
+        root=root,
+        split_info=s.split_info,
+    )
+
+
 def make_loader(ds: Any, batches: list[list[int]], workers: int) -> torch.utils.data.DataLoader:
     """A DataLoader over explicit index batches, collated time-major.
 
@@ -182,5 +216,6 @@ def make_loader(ds: Any, batches: list[list[int]], workers: int) -> torch.utils.
         batch_sampler=batches,
         num_workers=workers,
         collate_fn=collate_time_major,
+        pin_memory=torch.cuda.is_available(),  # page-locked host batches: async H2D copies
         generator=torch.Generator().manual_seed(0),
     )

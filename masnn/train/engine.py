@@ -133,6 +133,8 @@ class EvalStats:
     ``acc`` is the primary metric: single-clip accuracy for ``k = 1``, else the majority vote
     over clips. ``acc_official`` is the official code's rule (> 50 % of clips correct).
     ``confusion[i][j]`` counts samples of class ``i`` whose primary prediction is ``j``.
+    ``acc_top5`` counts a sample when its label is among the 5 highest scores of the
+    clip-summed output (ImageNet's top-5; 1.0 when there are at most 5 classes).
     """
 
     loss: float
@@ -143,6 +145,8 @@ class EvalStats:
     correct: int
     samples: int
     confusion: list[list[int]]
+    acc_top5: float = 0.0
+    correct_top5: int = 0
 
     def per_class(self) -> list[float | None]:
         """Recall of each class (``None`` for a class absent from the split)."""
@@ -179,7 +183,7 @@ def evaluate(
     if info.enabled and num_classes is None:
         raise ValueError("evaluate() needs num_classes under DDP (a rank may get no batch)")
     model.eval()
-    loss_sum = single = major = official = n = 0.0
+    loss_sum = single = major = official = top5 = n = 0.0
     conf: Tensor | None = None
     if num_classes is not None:
         conf = torch.zeros(num_classes * num_classes, dtype=torch.float64)
@@ -210,13 +214,15 @@ def evaluate(
         official += (hit.mean(0) > 0.5).sum().item()
         primary = primary_prediction(out)
         major += (primary == y).sum().item()
+        best5 = out.sum(0).topk(min(5, out.shape[-1]), dim=-1).indices  # (B, <=5)
+        top5 += (best5 == y[:, None]).any(1).sum().item()
         n += b
         if conf is None:
             conf = torch.zeros(classes * classes, dtype=torch.float64)
         conf += torch.bincount((y * classes + primary).cpu(), minlength=classes * classes).double()
     flat = conf.tolist() if conf is not None else []
-    n_bad, loss_sum, single, major, official, n, *flat = all_reduce_sum(
-        [float(bad is not None), loss_sum, single, major, official, n, *flat], info, device
+    n_bad, loss_sum, single, major, official, top5, n, *flat = all_reduce_sum(
+        [float(bad is not None), loss_sum, single, major, official, top5, n, *flat], info, device
     )
     if n_bad:
         raise ValueError(bad or f"evaluation failed on {int(n_bad)} other rank(s)")
@@ -233,4 +239,6 @@ def evaluate(
         correct=int(round(major)),
         samples=int(n),
         confusion=confusion,
+        acc_top5=top5 / n_,
+        correct_top5=int(round(top5)),
     )

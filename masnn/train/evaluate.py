@@ -44,6 +44,10 @@ def _evaluate_checkpoint(
             raise ValueError(f"eval only accepts data.* overrides, got {bad}")
         raw = apply_overrides(raw, overrides)
     cfg = config_from_dict(raw)
+    # the checkpoint holds the weights: the run's init file (model.kwargs.pretrained, e.g. the
+    # T = 1 checkpoint a T = 4 run started from) is neither needed nor read
+    for key in ("pretrained", "pretrained_sha256"):
+        cfg.model.kwargs.pop(key, None)
     # the run's numerics: same thread count and algorithms as the trainer used
     if cfg.run.threads is not None:
         torch.set_num_threads(cfg.run.threads)
@@ -67,6 +71,7 @@ def _evaluate_checkpoint(
         "summary": summary,
         "epoch": state["epoch"],
         "class_names": list(data.class_names),
+        "split_info": data.split_info,
     }
 
 

@@ -463,6 +463,8 @@ def summarize(metrics: dict[str, Any]) -> str:
     """The closing lines printed by ``masnn train``."""
     t = metrics["test"]
     acc = f"test accuracy {100 * t['acc']:.2f} % ({t['correct']}/{t['samples']})"
+    if t.get("acc_top5") is not None:
+        acc += f", top-5 {100 * t['acc_top5']:.2f} %"
     if t["acc_majority"] != t["acc_single"] or t["acc_official"] != t["acc"]:
         acc += (
             f" [single clip {100 * t['acc_single']:.2f} %, "

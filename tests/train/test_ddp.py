@@ -107,6 +107,7 @@ def test_torchrun_gloo_two_processes(gesture_root: Path, tmp_path: Path) -> None
     assert not set(s0) & set(s1) and sorted(s0 + s1) == list(range(len(data.test)))
     for r in ranks:  # every rank reports the whole set's numbers, equal to one process
         assert r["stats"]["correct"] == ref.correct and r["stats"]["samples"] == ref.samples
+        assert r["stats"]["correct_top5"] == ref.correct_top5  # top-5 reduced like top-1
         assert r["stats"]["acc_official"] == pytest.approx(asdict(ref)["acc_official"])
         assert r["stats"]["confusion"] == ref.confusion  # reduced over ranks
         assert r["stats"]["loss"] == pytest.approx(ref.loss, rel=1e-9)
