@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from masnn.data.cache import load_or_build
+from masnn.data.checks import check_events
 from masnn.data.gesture import _ordered_map, _progress
 from masnn.errors import DataFormatError
 from masnn.events.schema import DVS128
@@ -138,7 +139,8 @@ class DVS128Gait:
             bar = _progress(len(files), f"DVS128 Gait {variant} {split}", progress)
             chunks, offsets, durations = [], [0], []
             try:
-                for ev in _ordered_map(read_event_text, files, workers):
+                for k, ev in enumerate(_ordered_map(read_event_text, files, workers)):
+                    check_events(files[k], ev, DVS128)
                     chunks.append(ev)
                     offsets.append(offsets[-1] + ev.size)
                     durations.append(int(ev["t"].max() - ev["t"].min()) if ev.size else 0)

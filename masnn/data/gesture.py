@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from masnn.data.cache import fingerprint, load_or_build
+from masnn.data.checks import check_time_order, within_root
 from masnn.errors import DataFormatError
 from masnn.events.aedat import read_aedat
 from masnn.events.schema import DVS128, EVENT_DTYPE
@@ -118,7 +119,11 @@ def read_labels_csv(path: str | os.PathLike[str]) -> np.ndarray:
             raise DataFormatError(p, f"row {i + 1} is not three integers: {s!r}", here) from None
         if not 1 <= cls <= len(CLASSES):
             raise DataFormatError(p, f"row {i + 1}: class {cls} outside 1..{len(CLASSES)}", here)
-        if start < 0 or end < start:
+        if start < 0:
+            raise DataFormatError(
+                p, f"row {i + 1}: negative startTime_usec {start} (times are >= 0 us)", here
+            )
+        if end < start:
             raise DataFormatError(p, f"row {i + 1}: end {end} < start {start}", here)
         rows.append((cls, start, end))
     return np.asarray(rows, np.int64).reshape(-1, 3)
@@ -265,7 +270,7 @@ class DVS128Gesture:
         trials = read_trial_list(listing)
         if not trials:
             raise DataFormatError(listing, "trial list is empty")
-        aedats = [d / t for t in trials]
+        aedats = [within_root(d, t, listing) for t in trials]
         csvs = [d / (t[: -len(".aedat")] + "_labels.csv") for t in trials]
         for f in (*aedats, *csvs):
             if not f.is_file():
@@ -303,6 +308,7 @@ class DVS128Gesture:
         def work(k: int) -> tuple[int, list[np.ndarray], np.ndarray]:
             rows = read_labels_csv(csvs[k])
             ev = read_aedat(aedats[k], sensor=DVS128)
+            check_time_order(aedats[k], ev["t"], aedat=True)
             return k, cut_trial(ev, rows), rows[:, 0] - 1
 
         offsets, labels, trial_idx = [0], [], []

@@ -64,6 +64,13 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def append_log(run_dir: Path, text: str) -> None:
+    """Append lines to the run's ``log.txt`` (the console output), atomically."""
+    path = run_dir / "log.txt"
+    old = path.read_text() if path.is_file() else ""
+    write_text(path, old + text.rstrip("\n") + "\n")
+
+
 def _csv_text(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
