@@ -78,9 +78,14 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     except OSError as exc:
         raise FileSystemError(describe_os_error(exc, target, "write")) from exc
     except RuntimeError as exc:  # torch.save wraps the OSError of its zip writer
-        raise FileSystemError(
-            f"cannot write {target}: {exc}".splitlines()[0] + _space_hint(target)
-        ) from exc
+        import shutil
+
+        try:
+            full = shutil.disk_usage(target.parent).free < (1 << 20)
+        except OSError:
+            full = False
+        why = "no space left on the device" if full else " ".join(str(exc).split())[:200]
+        raise FileSystemError(f"cannot write {target}: {why}{_space_hint(target)}") from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -190,7 +195,7 @@ def file_lock(path: str | os.PathLike[str], timeout: float = -1) -> Iterator[Non
 
 
 def _space_hint(path: Path) -> str:
-    return f" (disk full? free space on the file system of {path.parent})"
+    return f"; free space on the file system of {path.parent} or choose another directory"
 
 
 def describe_os_error(exc: OSError, path: str | os.PathLike[str] | None, action: str) -> str:

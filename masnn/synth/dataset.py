@@ -420,14 +420,18 @@ def generate_synth_gesture(
     jobs = plan_files(cfg, seed)
     args = [(cfg, int(seed), j, str(path)) for j in jobs]
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    if workers > 1 and len(jobs) > 1:
-        # fork where available: spawn would re-run an unguarded ``__main__`` script; the
-        # workers only use numpy, and the bytes do not depend on the start method
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(workers) as pool:
-            files = pool.map(_generate_file, args, chunksize=1)
-    else:
-        files = [_generate_file(a) for a in args]
+    try:
+        if workers > 1 and len(jobs) > 1:
+            # fork where available: spawn would re-run an unguarded ``__main__`` script; the
+            # workers only use numpy, and the bytes do not depend on the start method
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            with mp.get_context(method).Pool(workers) as pool:
+                files = list(pool.imap(_generate_file, args, chunksize=1))  # fails fast
+        else:
+            files = [_generate_file(a) for a in args]
+    except BaseException:
+        remove_stale_temps(path)  # the other workers' files, torn when the pool stopped
+        raise
     for name, split in (("trials_to_train.txt", "train"), ("trials_to_test.txt", "test")):
         names = [f"{j.name}.aedat" for j in jobs if j.split == split]
         write_text(path / name, "".join(n + "\n" for n in names))

@@ -108,7 +108,9 @@ def test_process_killed_while_writing_is_detected(ibm: Path, tmp_path: Path) -> 
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     leftovers = [p.name for p in cache.iterdir()]
-    assert leftovers and all(n.startswith(".") and ".tmp" in n for n in leftovers)  # no entry was published
+    assert leftovers and all(
+        n.startswith(".") and ".tmp" in n for n in leftovers
+    )  # no entry was published
     ds = DVS128Gesture(ibm, "test", cache_dir=cache, progress=False)
     exp = _expected(TEST)
     assert len(ds) == len(exp)
