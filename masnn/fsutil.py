@@ -179,13 +179,15 @@ def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike[str], timeout: float = -1) -> Iterator[None]:
     """Hold an exclusive cross-process lock on ``path`` (created if absent)."""
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(p), timeout=timeout)
         lock.acquire()
+    except Timeout:
+        raise FileSystemError(f"{p}: held by another process for more than {timeout} s") from None
     except OSError as exc:
         raise FileSystemError(describe_os_error(exc, p, "lock")) from exc
     try:

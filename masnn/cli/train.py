@@ -79,7 +79,9 @@ def run_train(args: argparse.Namespace) -> int:
         if args.repeats > 1:
             name = f"{base}-seed{cfg.run.seed + r}"
             c = replace(cfg, run=replace(cfg.run, seed=cfg.run.seed + r, name=name))
-        metrics = train(c, resume=args.resume, replace=args.replace)
+        metrics = train(
+            c, resume=args.resume, replace=args.replace, emit=lambda m: print(m, flush=True)
+        )
         if metrics["rank"] != 0:  # under torchrun only rank 0 reports
             continue
         summary = summarize(metrics)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ def describe(run_dir: Path) -> str:
         at = "a checkpoint"
     if state == "failed":
         return f"a failed run ({at}; error: {st.get('error', '?')})"
-    if state == "running" and st.get("host") == os.uname().nodename and _pid_alive(st.get("pid")):
+    if state == "running" and st.get("host") == platform.node() and _pid_alive(st.get("pid")):
         return f"a run in progress (pid {st.get('pid')})"
     return f"an interrupted run ({at})"
 
@@ -94,7 +95,7 @@ def set_status(run_dir: Path, state: str, **extra: Any) -> None:
     doc = {
         "state": state,
         "pid": os.getpid(),
-        "host": os.uname().nodename if hasattr(os, "uname") else "",
+        "host": platform.node(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **extra,
     }
@@ -173,6 +174,8 @@ def resolve_resume(path: str | os.PathLike[str]) -> Path:
             f"--resume {path}: the run in {run_dir} is finished{done}; nothing to resume "
             "(evaluate it with masnn eval, or start it again with --replace)"
         )
+    if "a run in progress" in describe(run_dir) and read_status(run_dir).get("pid") != os.getpid():
+        raise RunDirError(f"--resume {path}: {run_dir} is {describe(run_dir)}; let it finish")
     if not ck.is_file() and (run_dir / STATUS).is_file():
         raise RunDirError(
             f"--resume {path}: {run_dir} holds {describe(run_dir)}; there is nothing to resume "

@@ -76,7 +76,8 @@ def test_damaged_cache_entry_is_rebuilt(ibm: Path, tmp_path: Path) -> None:
     del a
     events = entry / "events.npy"
     events.write_bytes(events.read_bytes()[:-13])  # truncated by a crash or a full disk
-    b = DVS128Gesture(ibm, "test", cache_dir=cache, progress=False)
+    with pytest.warns(UserWarning, match=r"damaged cache entry removed and rebuilt: .*events\.npy"):
+        b = DVS128Gesture(ibm, "test", cache_dir=cache, progress=False)
     for i in range(len(b)):
         np.testing.assert_array_equal(b[i][0], ref[i])
 
