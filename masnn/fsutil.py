@@ -220,8 +220,9 @@ def describe_os_error(exc: OSError, path: str | os.PathLike[str] | None, action:
     return f"cannot {action} {where}: {reason}{hint}"
 
 
-def check_writable_dir(path: str | os.PathLike[str], key: str) -> Path:
-    """Make sure ``path`` is (or can be created as) a writable directory; return it.
+def check_writable_dir(path: str | os.PathLike[str], key: str, writable: bool = True) -> Path:
+    """Make sure ``path`` is (or can be created as) a directory, writable unless ``writable``
+    is false; return it.
 
     Raises:
         FileSystemError: naming the config ``key`` and the path.
@@ -236,7 +237,7 @@ def check_writable_dir(path: str | os.PathLike[str], key: str) -> Path:
         raise FileSystemError(
             f"{key}={str(p)!r}: {probe} is a file, not a directory; choose a directory"
         )
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if writable and not os.access(probe, os.W_OK | os.X_OK):
         raise FileSystemError(f"{key}={str(p)!r}: {probe} is not writable; choose a directory")
     return p
 

@@ -119,7 +119,7 @@ def load_or_build(
     rebuilt once.
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
-    check_writable_dir(root, "data.cache_dir")
+    check_writable_dir(root, "data.cache_dir", writable=False)
     key = cache_key(parts)
     entry = root / f"{name}-{key}"
     for attempt in (0, 1):
@@ -151,6 +151,7 @@ def _build_entry(
     parts: dict[str, Any],
     build: Callable[[Path], dict[str, np.ndarray]],
 ) -> None:
+    check_writable_dir(root, "data.cache_dir")  # a read-only cache serves existing entries only
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(root)
     with atomic_directory(entry) as tmp:

@@ -42,10 +42,12 @@ def build_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
     kwargs.update(m.kwargs)
     try:
         return create_model(m.name, **kwargs)
-    except RuntimeError as exc:  # e.g. a frame too small for the network's pooling
+    except ValueError as exc:  # e.g. a frame too small for the network's pooling
+        if "input_size" not in str(exc):
+            raise
         raise ConfigError(
-            f"model.name={m.name!r} cannot be built for frames {data.in_shape} "
-            f"(data.ds={cfg.data.ds}): {' '.join(str(exc).split())}"
+            f"data.ds={cfg.data.ds} gives frames {data.in_shape}, too small for "
+            f"model.name={m.name!r}: {' '.join(str(exc).split())}; lower data.ds"
         ) from None
 
 

@@ -27,7 +27,7 @@ def check_data_sources(cfg: TrainConfig) -> None:
     """
     check_writable_dir(cfg.run.out_dir, "run.out_dir")
     cache = cfg.data.cache_dir if cfg.data.cache_dir is not None else default_cache_root()
-    check_writable_dir(cache, "data.cache_dir")
+    check_writable_dir(cache, "data.cache_dir", writable=False)  # writable: when building
     if cfg.data.dataset == "synth_gesture":
         if cfg.data.root is not None:
             root = Path(cfg.data.root).expanduser()

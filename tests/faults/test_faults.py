@@ -422,7 +422,8 @@ def _dup_yaml(c: Ctx) -> list[str]:
     return ["train", str(p)]
 
 
-def _ro_out(c: Ctx) -> list[str]:
+def _ro_dir(c: Ctx) -> Path:
+    """An empty read-only directory (a read-only tmpfs when running as root)."""
     d = c.tmp / "ro"
     d.mkdir()
     if os.geteuid() == 0:  # root writes anywhere: use a read-only mount
@@ -432,7 +433,11 @@ def _ro_out(c: Ctx) -> list[str]:
         c.data["umount"] = d
     else:
         d.chmod(0o500)
-    return _train(c, f"run.out_dir={d}")
+    return d
+
+
+def _ro_out(c: Ctx) -> list[str]:
+    return _train(c, f"run.out_dir={_ro_dir(c)}")
 
 
 def _umount(c: Ctx) -> None:
@@ -452,6 +457,7 @@ FAULTS: list[Fault] = [
     # configuration and command line
     Fault("lr-inf", lambda c: _train(c, "optim.lr=.inf"), 2, r"optim\.lr: expected a finite number"),
     Fault("lr-nan", lambda c: _train(c, "optim.lr=.nan"), 2, r"optim\.lr: expected a finite number"),
+    Fault("ds-too-big-for-model", lambda c: _train(c, "data.ds=64", "model.name=ma_snn3", "model.kwargs={}"), 2, r"data\.ds=64 gives frames \(2, 2, 2\), too small for model\.name='ma_snn3'.*lower data\.ds"),
     Fault("ds-huge", lambda c: _train(c, "data.ds=1000"), 2, r"data\.ds=1000 .*allowed: 1\.\.64"),
     Fault("momentum-range", lambda c: _train(c, "optim.momentum=1.5"), 2, r"optim\.momentum must be in"),
     Fault("duplicate-yaml-key", _dup_yaml, 2, r"c\.yaml: duplicate key 'lr' at line 3"),
@@ -467,6 +473,8 @@ FAULTS: list[Fault] = [
     # environment
     Fault("out-dir-is-file", lambda c: _train(c, f"run.out_dir={_file(c, 'o')}"), 2, r"run\.out_dir=.*/o'.*is a file"),
     Fault("out-dir-read-only", _ro_out, 2, r"run\.out_dir=.*/ro'.*not writable", _umount),
+    Fault("cache-dir-read-only", lambda c: ["train", "--set", *c.over(own_cache=True), f"data.cache_dir={_ro_dir(c)}"], 2, r"data\.cache_dir=.*/ro'.*not writable", _umount),
+    Fault("synth-root-read-only", lambda c: _train(c, "data.dataset=synth_gesture", f"data.root={_ro_dir(c) / 'set'}"), 2, r"data\.root=.*/ro/set'.*/ro is not writable", _umount),
     Fault("cache-dir-is-file", lambda c: _train(c, f"data.cache_dir={_file(c, 'k')}"), 2, r"data\.cache_dir=.*/k'.*is a file"),
     Fault("data-root-missing", lambda c: _train(c, f"data.root={c.tmp / 'nowhere'}"), 2, r"data\.root=.*nowhere' does not exist"),
     Fault("data-root-is-file", lambda c: _train(c, f"data.root={_file(c, 'r')}"), 2, r"data\.root=.*/r' is a file"),
