@@ -120,3 +120,19 @@ def test_file_lock_excludes_another_process(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     with fsutil.file_lock(lock, timeout=5):
         pass
+
+
+def test_progress_bars_show_running_loss_and_cover_val_and_test(
+    one_user_root: Path,
+    finished_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    over = tiny_overrides(one_user_root, tmp_path) + TINY_MODEL
+    over += [f"data.cache_dir={finished_run.parent.parent / 'cache'}", "run.progress=true"]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    train(load_config(None, over))
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "loss=" in err and "acc=" in err
+    assert "val:" in err and "test:" in err
