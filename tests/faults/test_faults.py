@@ -97,9 +97,9 @@ def _ckpt_ok(path: Path) -> None:
     assert all(torch.isfinite(v).all() for v in st["model"].values() if v.is_floating_point())
 
 
-def _no_dir(p: Path) -> Callable[[Ctx], None]:
+def _holds(pred: Callable[[Ctx], bool]) -> Callable[[Ctx], None]:
     def check(c: Ctx) -> None:
-        assert not p.exists()
+        assert pred(c)
 
     return check
 
@@ -155,6 +155,24 @@ def failed_run(c: Ctx, with_checkpoint: bool) -> Path:
         (run / "checkpoint.pt").unlink()
     (run / "status.json").write_text(json.dumps({"state": "failed", "error": "boom", "pid": 1}))
     return run
+
+
+def running_run(c: Ctx, pid: int) -> Path:
+    """A run whose status says ``running`` by ``pid`` on this host (alive or dead)."""
+    import platform
+
+    run = failed_run(c, with_checkpoint=True)
+    doc = {"state": "running", "pid": pid, "host": platform.node()}
+    (run / "status.json").write_text(json.dumps(doc))
+    return run
+
+
+def _dead_pid() -> int:
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True)  # fmt: skip
+    return int(proc.stdout)
 
 
 def enospc_checkpoint(c: Ctx) -> list[str]:
@@ -467,7 +485,7 @@ FAULTS: list[Fault] = [
     Fault("set-no-equals", lambda c: ["train", "--set", "run.epochs"], 2, r"--set expects key=value, got 'run\.epochs'"),
     Fault("unknown-key", lambda c: _train(c, "optim.lrr=1"), 2, r"unknown config key 'optim\.lrr'.*did you mean 'optim\.lr'"),
     Fault("config-missing", lambda c: ["train", str(c.tmp / "no.yaml")], 2, r"config file not found: .*no\.yaml"),
-    Fault("run-name-escape", lambda c: _train(c, "run.name=../../x"), 2, r"run\.name='\.\./\.\./x': must be one directory name", lambda c: None),
+    Fault("run-name-escape", lambda c: _train(c, "run.name=../../x"), 2, r"run\.name='\.\./\.\./x': must be one directory name", _holds(lambda c: not (c.tmp.parent / "x").exists())),
     Fault("run-name-hidden", lambda c: _train(c, "run.name=.h"), 2, r"run\.name='\.h': must be one directory name"),
     Fault("run-name-slash", lambda c: _train(c, "run.name=a/b"), 2, r"run\.name='a/b': must be one directory name"),
     # environment
@@ -506,7 +524,11 @@ FAULTS: list[Fault] = [
     Fault("name-taken-finished", lambda c: (copy_run(c.done, c.tmp, "r"), _train(c, "run.name=r"))[1], 2, r"runs/r already holds a finished run: start it again with --replace"),
     Fault("name-taken-failed", lambda c: (failed_run(c, False), _train(c, "run.name=r"))[1], 2, r"runs/r already holds a failed run \(no checkpoint yet; error: boom\)"),
     Fault("name-taken-interrupted", lambda c: (failed_run(c, True), _train(c, "run.name=r"))[1], 2, r"runs/r already holds a failed run \(a checkpoint.*continue it with --resume .*runs/r"),
-    Fault("replace", lambda c: (failed_run(c, True), [*_train(c, "run.name=r"), "--replace"])[1], 0, r"", lambda c: _status(c.tmp / "runs" / "r") == "finished" or None, one_line=False),
+    Fault("name-taken-killed", lambda c: (running_run(c, _dead_pid()), _train(c, "run.name=r"))[1], 2, r"runs/r already holds an interrupted run \(a checkpoint\): continue it with --resume .*runs/r"),
+    Fault("resume-run-in-progress", lambda c: ["train", "--resume", str(running_run(c, 1))], 2, r"runs/r is a run in progress \(pid 1\); let it finish"),
+    Fault("replace-run-in-progress", lambda c: (running_run(c, 1), [*_train(c, "run.name=r"), "--replace"])[1], 2, r"--replace: .*runs/r is a run in progress \(pid 1\); not deleting it"),
+    Fault("replace-not-a-run", lambda c: ((c.tmp / "runs" / "r").mkdir(parents=True), (c.tmp / "runs" / "r" / "mine.txt").write_text("x"), [*_train(c, "run.name=r"), "--replace"])[2], 2, r"--replace: .*runs/r does not look like a masnn run; not deleting it", _holds(lambda c: (c.tmp / "runs" / "r" / "mine.txt").is_file())),
+    Fault("replace", lambda c: (failed_run(c, True), [*_train(c, "run.name=r"), "--replace"])[1], 0, r"", _holds(lambda c: _status(c.tmp / "runs" / "r") == "finished"), one_line=False),
     Fault("resume-finished", lambda c: ["train", "--resume", str(copy_run(c.done, c.tmp))], 2, r"runs/copy is finished \(test accuracy .*%\); nothing to resume"),
     Fault("resume-no-checkpoint", lambda c: ["train", "--resume", str(failed_run(c, False))], 2, r"runs/r holds a failed run .*nothing to resume - start it again with --replace --set run\.name=r"),
     Fault("resume-other-config", lambda c: ["train", "--resume", str(failed_run(c, True)), "--set", *c.over(), "optim.lr=0.5"], 2, r"another config \(.*optim\.lr: 0\.001 in the checkpoint, 0\.5 now"),
