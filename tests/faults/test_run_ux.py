@@ -106,7 +106,7 @@ def test_file_lock_excludes_another_process(tmp_path: Path) -> None:
     lock = tmp_path / ".x.lock"
     code = (
         "import sys, time; from masnn.fsutil import file_lock\n"
-        f"with file_lock({str(lock)!r}):\n    print('held', flush=True); time.sleep(3)\n"
+        f"with file_lock({str(lock)!r}):\n    print('held', flush=True); time.sleep(1.5)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
