@@ -52,6 +52,12 @@ class Registry(Generic[T]):
             raise KeyError(f"{self.kind} {name!r} is already registered")
         self._items[name] = obj
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` and return its object (unknown names raise like :meth:`get`)."""
+        obj = self.get(name)
+        del self._items[name]
+        return obj
+
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator form of :meth:`add`; the default name is the object's ``__name__``."""
 

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from masnn.analysis.ops import _CONNECTIONS, _under_attention
+from masnn.analysis.ops import _CONNECTIONS
+from masnn.attention.gates import gate_internals
 from masnn.layout import to_time_major
 from masnn.neurons import LIF
 
@@ -73,7 +74,7 @@ class MasnnModel(NeuroBenchModel):
 
     def connection_layers(self) -> list[nn.Module]:
         """Conv/linear layers in module order (those inside attention gates only on request)."""
-        inside = set() if self.attention_layers else _under_attention(self.net)
+        inside = set() if self.attention_layers else gate_internals(self.net)
         return [
             m for m in self.net.modules() if isinstance(m, _CONNECTIONS) and id(m) not in inside
         ]

@@ -2,9 +2,12 @@ r"""Operation counts: ACs on spiking inputs, MACs on real-valued inputs, attenti
 
 Paper: `Attention Spiking Neural Networks` (SM Table S1, Eq. 17-19) - https://arxiv.org/abs/2209.13929
 
-A forward hook on every ``nn.Conv1d/2d/3d`` and ``nn.Linear`` outside the attention modules
-decides per call whether the input is binary (every value 0 or 1: spikes, an **AC** layer) or
-real-valued (a **MAC** layer, e.g. the encoding layer), and accumulates, per layer:
+A forward hook on every ``nn.Conv1d/2d/3d`` and ``nn.Linear`` outside the attention gates
+classifies each call: the layer that takes the model input (the encoding layer,
+``model.input_layer()`` for :class:`~masnn.models.SpikingClassifier`, or ``input_layer=``) is a
+**MAC** layer by position (paper Eq. 17), whatever its values (binary event frames too); any
+other layer is an **AC** layer when its input is binary (every value 0 or 1: spikes) and a
+**MAC** layer otherwise. Per layer it accumulates:
 
 * ``dense``: the layer's dense MACs, ``FL`` per sample per step times ``B * T`` (paper
   ``FL_conv = k_h k_w h_out w_out c_in c_out / groups``, ``FL_fc = in * out``);
@@ -19,9 +22,10 @@ real-valued (a **MAC** layer, e.g. the encoding layer), and accumulates, per lay
   ``T * FL * Phi = dense * nnz / numel`` (``Phi`` = the input firing rate, or the fraction of
   non-zero pixels of event frames).
 
-Biases are not synaptic operations and are not counted. The attention gates (known by type
-from :mod:`masnn.attention`) are counted analytically from their input shapes, under a named
-convention (:data:`ATTN_CONVENTIONS`, formulas in ``docs/energy.md``).
+Biases are not synaptic operations and are not counted. The attention gates (every kind in
+the gate registry :data:`masnn.attention.GATES`, plug-ins included) are counted analytically
+from their input shapes by their registered MAC count, under a named convention
+(:data:`ATTN_CONVENTIONS`, formulas in ``docs/energy.md``).
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from masnn.analysis._hooks import HookSet
+from masnn.attention.gates import GATES, gate_internals, gate_of
 
 #: Attention MAC conventions: ``paper_table5`` (one pass of the gate's learned map per step,
-#: reproduces paper Table 5's +276,480 for CBAM-CA) and ``full`` (pools, both MLP branches,
-#: sigmoid and the element-wise gating).
+#: reproduces paper Table 5's +276,480 for CBAM-CA; a gate pooled over the window runs its map
+#: once per sample, not ``T`` times) and ``full`` (pools, both MLP branches, sigmoid and the
+#: element-wise gating).
 ATTN_CONVENTIONS = ("paper_table5", "full")
 
 _CONNECTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -170,78 +176,24 @@ class AttnOps:
     macs: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ATTN_CONVENTIONS, 0.0))
 
 
-def _attention_types() -> dict[type, str]:
-    from masnn import attention as A
-
-    names = {
-        "TemporalAttention": "ta",
-        "ChannelAttention": "ca",
-        "SpatialAttention": "sa",
-        "EfficientChannelAttention": "eca",
-        "SimAM": "simam",
-    }
-    return {getattr(A, n): k for n, k in names.items() if hasattr(A, n)}
-
-
-def _mlp_hidden(module: nn.Module) -> int:
-    return int(module.mlp[0].out_features)
-
-
 def attention_macs(kind: str, module: nn.Module, x: Tensor) -> dict[str, float]:
     """MACs of one call of an attention gate on input ``x``, per convention (all samples).
 
     ``x`` is a sequence ``(T, B, C, H, W)`` (``(T, B, F)`` for TA), or one step
-    ``(B, C, H, W)`` for the per-step membrane gates. See ``docs/energy.md`` for the formulas.
+    ``(B, C, H, W)`` for the per-step membrane gates. The count is the gate kind's registered
+    one (:attr:`masnn.attention.GateKind.macs`); formulas in ``docs/energy.md``.
     """
-    if kind == "ta":
-        t, b = x.shape[:2]
-        feat = x[0, 0].numel()
-        h = _mlp_hidden(module)
-        paper = 2 * t * h
-        full = 2 * t * feat + 2 * (2 * t * h) + 2 * t + t * feat
-        return {"paper_table5": b * paper, "full": b * full}
-    if x.dim() == 4:
-        b, c = x.shape[:2]
-        steps, hw = 1, x.shape[2] * x.shape[3]
-    else:
-        steps, b, c = x.shape[:3]
-        hw = x.shape[3] * x.shape[4]
-    per_step = bool(getattr(module, "per_step", True))
-    gates, pool = (steps, hw) if per_step else (1, steps * hw)  # gate evaluations, pool size
-    gating = steps * c * hw  # element-wise refinement
-    if kind == "ca":
-        h = _mlp_hidden(module)
-        paper = steps * 2 * c * h
-        full = gates * (2 * c * pool + 2 * (2 * c * h) + 2 * c) + gating
-    elif kind == "eca":
-        k = int(module.conv.kernel_size[0])
-        paper = steps * c * k
-        full = gates * (c * pool + c * k + c) + gating
-    elif kind == "sa":
-        k2 = math.prod(module.conv.kernel_size)
-        paper = steps * 2 * k2 * hw
-        cpool = c if per_step else steps * c
-        full = gates * (2 * cpool * hw + 2 * k2 * hw + hw) + gating
-    elif kind == "simam":
-        n = steps * c * hw
-        paper, full = 4 * n, 7 * n
-    else:
-        raise ValueError(f"unknown attention kind {kind!r}; allowed: ta, ca, sa, eca, simam")
-    return {"paper_table5": b * paper, "full": b * full}
+    return dict(GATES.get(kind).macs(module, x))
 
 
-#: Per-module constant of ``paper_table5`` added once per sample per forward (SimAM's "+3" of
-#: paper Table 5 is one op per layer; see ``docs/energy.md``).
-_PER_FORWARD_CONST = {"simam": {"paper_table5": 1.0, "full": 0.0}}
-
-
-def _under_attention(model: nn.Module) -> set[int]:
-    """ids of every module inside a ``masnn.attention`` module (excluded from connections)."""
-    inside: set[int] = set()
-    for mod in model.modules():
-        if type(mod).__module__.startswith("masnn.attention"):
-            inside.update(id(m) for m in mod.modules() if m is not mod)
-    return inside
+def connection_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every conv / linear layer outside the attention gates."""
+    inside = gate_internals(model)
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, _CONNECTIONS) and id(m) not in inside
+    ]
 
 
 class OpsCounter(HookSet):
@@ -251,6 +203,9 @@ class OpsCounter(HookSet):
         model: the network. Its forward input is read by a pre-hook for the batch size
             (time-major ``(T, B, ...)``: ``B = x.shape[1]``).
         batch_size: override ``B`` (samples per forward), e.g. for batch-first models.
+        input_layer: name of the layer that takes the model input (a MAC layer by position);
+            ``None`` = ``model.input_layer()`` when the model has one, else no layer is one by
+            position (every layer is classified by its input's values).
 
     Hooks are removed on exit, also on an exception; the model is not modified.
 
@@ -263,7 +218,9 @@ class OpsCounter(HookSet):
         6.0
     """
 
-    def __init__(self, model: nn.Module, *, batch_size: int | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, *, batch_size: int | None = None, input_layer: str | None = None
+    ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"OpsCounter needs an nn.Module, got {type(model).__name__}")
@@ -271,6 +228,11 @@ class OpsCounter(HookSet):
             raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
         self.model = model
         self.batch_size = batch_size
+        if input_layer is None and callable(getattr(model, "input_layer", None)):
+            input_layer = model.input_layer()
+        if input_layer is not None and input_layer not in dict(model.named_modules()):
+            raise ValueError(f"input_layer {input_layer!r} is not a module of the model")
+        self.input_layer = input_layer
         self.samples = 0
         self.layers: dict[str, LayerOps] = {}
         self.attention: dict[str, AttnOps] = {}
@@ -279,20 +241,18 @@ class OpsCounter(HookSet):
 
     def _install(self) -> None:  # enter/exit/close from HookSet
         root = type(self.model).__name__
-        skip = _under_attention(self.model)
-        attn_types = _attention_types()
         self._handles.append(self.model.register_forward_pre_hook(self._begin))
         self._handles.append(self.model.register_forward_hook(self._end, always_call=True))
         for name, mod in self.model.named_modules():
-            name = name or root
-            kind = next((k for t, k in attn_types.items() if type(mod) is t), None)
+            kind = gate_of(mod)
             if kind is not None:
-                self.attention[name] = AttnOps(name, kind)
-                self._handles.append(mod.register_forward_hook(self._attn_hook(name)))
-            elif isinstance(mod, _CONNECTIONS) and id(mod) not in skip:
-                lk = "linear" if isinstance(mod, nn.Linear) else "conv"
-                self.layers[name] = LayerOps(name, lk)
-                self._handles.append(mod.register_forward_hook(self._conn_hook(name)))
+                self.attention[name or root] = AttnOps(name or root, kind.name)
+                self._handles.append(mod.register_forward_hook(self._attn_hook(name or root)))
+        for name, mod in connection_layers(self.model):
+            lk = "linear" if isinstance(mod, nn.Linear) else "conv"
+            self.layers[name or root] = LayerOps(name or root, lk)
+            is_input = name == self.input_layer
+            self._handles.append(mod.register_forward_hook(self._conn_hook(name or root, is_input)))
 
     def _begin(self, module: nn.Module, args: Any) -> None:
         self._depth += 1
@@ -313,9 +273,9 @@ class OpsCounter(HookSet):
     def _end(self, module: nn.Module, args: Any, out: Any) -> None:
         self._depth = max(0, self._depth - 1)
 
-    def _conn_hook(self, name: str) -> Callable[..., None]:
+    def _conn_hook(self, name: str, is_input: bool) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], out: Tensor) -> None:
-            self._count(self.layers[name], module, args[0], out)
+            self._count(self.layers[name], module, args[0], out, is_input)
 
         return hook
 
@@ -327,7 +287,7 @@ class OpsCounter(HookSet):
             )
             for conv, v in attention_macs(rec.kind, module, args[0]).items():
                 rec.macs[conv] += v
-            const = _PER_FORWARD_CONST.get(rec.kind)
+            const = GATES.get(rec.kind).per_forward
             if const and name not in self._seen:
                 for conv, v in const.items():
                     rec.macs[conv] += v * b
@@ -337,12 +297,14 @@ class OpsCounter(HookSet):
         return hook
 
     @torch.no_grad()
-    def _count(self, rec: LayerOps, module: nn.Module, x: Tensor, out: Tensor) -> None:
+    def _count(
+        self, rec: LayerOps, module: nn.Module, x: Tensor, out: Tensor, is_input: bool
+    ) -> None:
         x = x.detach()
         dense = dense_macs(module, x, out)
         exact = self._exact(module, x)
         nnz = int(torch.count_nonzero(x))
-        if is_binary(x):
+        if not is_input and is_binary(x):
             rec.ac_calls += 1
             rec.ac_dense += dense
             rec.ac_exact += exact
@@ -377,6 +339,7 @@ __all__ = [
     "LayerOps",
     "OpsCounter",
     "attention_macs",
+    "connection_layers",
     "conv_fanout",
     "dense_macs",
     "is_binary",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from masnn.attention.plan import AttnCfg
 from masnn.cli.selftest import check_backward, register_selftest
 
 
@@ -20,7 +21,7 @@ def _attention() -> dict[str, object]:
     x = torch.poisson(torch.full((T, B, 2, 32, 32), 0.3), generator=g).clamp(max=1)  # spikes
     facts: dict[str, object] = {}
     for attn, placement in (("none", "paper"), ("tcsa", "paper"), ("tcsa", "code")):
-        blk = SpikingConvBlock(2, 16, T, pool="avg", attn=attn, placement=placement)
+        blk = SpikingConvBlock(2, 16, T, pool="avg", attn=AttnCfg(attn, placement=placement))
         spikes = blk(x)
         rate = spikes.mean().item()
         if not 0.0 < rate < 1.0:

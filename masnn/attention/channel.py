@@ -32,6 +32,7 @@ import math
 from torch import Tensor, nn
 
 from masnn.attention._check import check_channels, hidden_size, positive_int
+from masnn.attention.gates import GateKind, mlp_hidden, pooled_counts, register_gate
 
 
 def _pool_axes(x: Tensor, per_step: bool, who: str) -> tuple[int, ...]:
@@ -167,5 +168,56 @@ class SimAM(nn.Module):
     def extra_repr(self) -> str:
         return f"channels={self.channels}, per_step={self.per_step}, lam={self.lam:g}"
 
+
+def _ca_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
+    steps, b, c, hw, gates, pool = pooled_counts(module, x)
+    h = mlp_hidden(module)
+    paper = gates * 2 * c * h
+    full = gates * (2 * c * pool + 2 * (2 * c * h) + 2 * c) + steps * c * hw
+    return {"paper_table5": b * paper, "full": b * full}
+
+
+def _eca_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
+    steps, b, c, hw, gates, pool = pooled_counts(module, x)
+    k = int(module.conv.kernel_size[0])
+    paper = gates * c * k
+    full = gates * (c * pool + c * k + c) + steps * c * hw
+    return {"paper_table5": b * paper, "full": b * full}
+
+
+def _simam_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
+    steps, b, c, hw, _, _ = pooled_counts(module, x)
+    n = steps * c * hw  # per element, pooled or not
+    return {"paper_table5": b * 4 * n, "full": b * 7 * n}
+
+
+register_gate(
+    GateKind(
+        "ca",
+        "c",
+        ChannelAttention,
+        lambda c, t, hp, ps: ChannelAttention(c, hp.reduction_c, per_step=ps),
+        _ca_macs,
+    )
+)
+register_gate(
+    GateKind(
+        "eca",
+        "c",
+        EfficientChannelAttention,
+        lambda c, t, hp, ps: EfficientChannelAttention(c, per_step=ps),
+        _eca_macs,
+    )
+)
+register_gate(
+    GateKind(
+        "simam",
+        "c",
+        SimAM,
+        lambda c, t, hp, ps: SimAM(c, per_step=ps),
+        _simam_macs,
+        per_forward={"paper_table5": 1.0, "full": 0.0},  # paper Table 5's "+3" (docs/energy.md)
+    )
+)
 
 __all__ = ["ChannelAttention", "EfficientChannelAttention", "SimAM", "eca_kernel_size"]

@@ -15,10 +15,13 @@ official code and SpikingJelly use ``k = 3`` and pool all ``T*C`` maps of a samp
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from masnn.attention._check import odd_kernel
+from masnn.attention.gates import GateKind, pooled_counts, register_gate
 from masnn.layers.seq import seq_apply
 
 
@@ -71,3 +74,23 @@ class SpatialAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, per_step={self.per_step}"
+
+
+def _sa_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
+    steps, b, c, hw, gates, _ = pooled_counts(module, x)
+    k2 = math.prod(module.conv.kernel_size)
+    cpool = c if module.per_step else steps * c
+    paper = gates * 2 * k2 * hw
+    full = gates * (2 * cpool * hw + 2 * k2 * hw + hw) + steps * c * hw
+    return {"paper_table5": b * paper, "full": b * full}
+
+
+register_gate(
+    GateKind(
+        "sa",
+        "s",
+        SpatialAttention,
+        lambda c, t, hp, ps: SpatialAttention(hp.kernel_size, per_step=ps),
+        _sa_macs,
+    )
+)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from masnn.attention._check import hidden_size, positive_int
+from masnn.attention.gates import GateKind, mlp_hidden, register_gate
 
 
 class TemporalAttention(nn.Module):
@@ -69,3 +70,25 @@ class TemporalAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"timesteps={self.timesteps}, reduction={self.reduction}"
+
+
+def _ta_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
+    t, b = x.shape[:2]
+    feat = x[0, 0].numel()
+    h = mlp_hidden(module)
+    paper = 2 * t * h  # one pass of the MLP per sample (the gate pools the whole window)
+    full = 2 * t * feat + 2 * (2 * t * h) + 2 * t + t * feat
+    return {"paper_table5": b * paper, "full": b * full}
+
+
+register_gate(
+    GateKind(
+        "ta",
+        "t",
+        TemporalAttention,
+        lambda c, t, hp, ps: TemporalAttention(t, hp.reduction_t),
+        _ta_macs,
+        per_step=False,  # weighs all T frames: no per-step form, never causal
+        causal_per_step=False,
+    )
+)

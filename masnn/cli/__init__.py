@@ -23,7 +23,12 @@ from masnn.errors import MasnnError
 from masnn.version import __version__
 
 #: Modules that register subcommands, imported by :func:`main` in this order.
-_COMMAND_MODULES: tuple[str, ...] = ("masnn.cli.selftest", "masnn.cli.data", "masnn.cli.train")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "masnn.cli.selftest",
+    "masnn.cli.data",
+    "masnn.cli.train",
+    "masnn.cli.report",
+)
 
 
 @dataclass(frozen=True)

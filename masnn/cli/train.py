@@ -20,7 +20,7 @@ def _add_set(p: argparse.ArgumentParser, help: str) -> None:
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None, help="YAML config (default: the main job)")
-    _add_set(p, "override config keys, e.g. --set optim.lr=1e-3 model.attn=ca")
+    _add_set(p, "override config keys, e.g. --set optim.lr=1e-3 model.attn.name=ca")
     p.add_argument(
         "--resume",
         default=None,
@@ -42,7 +42,12 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     "train", "Train a model (no arguments: the offline main job on 2 CPU cores).", _configure_train
 )
 def run_train(args: argparse.Namespace) -> int:
-    from masnn.train.config import config_from_dict, dump_config, load_config
+    from masnn.train.config import (
+        config_from_dict,
+        dump_config,
+        load_config,
+        migrate_saved_config,
+    )
     from masnn.train.runlog import append_log
     from masnn.train.runner import summarize, train
 
@@ -53,7 +58,8 @@ def run_train(args: argparse.Namespace) -> int:
         from masnn.train import checkpoint as ckpt_io
         from masnn.train.rundir import resolve_resume
 
-        cfg = config_from_dict(ckpt_io.load_checkpoint(resolve_resume(args.resume))["config"])
+        saved = ckpt_io.load_checkpoint(resolve_resume(args.resume))["config"]
+        cfg = config_from_dict(migrate_saved_config(saved))
     else:
         cfg = load_config(args.config, overrides)
     if args.print_config:

@@ -13,25 +13,22 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from masnn.attention.gates import gate_internals, gate_of
 from masnn.readout import mean_over_time
-
-#: Attention names whose gates act per step on the membrane (causal within the window).
-CAUSAL_ATTN = ("none", "ca", "sa", "csa")
 
 
 class SpikingClassifier(nn.Module, abc.ABC):
     """Base class: input checks, the forward composition and the streaming contract.
 
-    Subclasses set ``num_classes``, ``timesteps``, ``input_size``, ``attn``, ``placement`` and
-    implement :meth:`forward_features` and :meth:`forward_head_seq` (and, if needed,
-    :meth:`head_final`).
+    Subclasses set ``num_classes``, ``timesteps``, ``input_size`` and ``args`` (the args
+    dataclass they were built from) and implement :meth:`forward_features` and
+    :meth:`forward_head_seq` (and, if needed, :meth:`head_final`).
     """
 
     num_classes: int
     timesteps: int
     input_size: tuple[int, int, int]
-    attn: str
-    placement: str
+    args: object
 
     def _check_input(self, x_seq: Tensor) -> None:
         if x_seq.dim() != 5 or x_seq.shape[2] != self.input_size[0]:
@@ -87,22 +84,42 @@ class SpikingClassifier(nn.Module, abc.ABC):
         return self.forward_head(self.forward_features(x_seq))
 
     def streaming_blocker(self) -> str | None:
-        """Why this model cannot run one frame at a time, or ``None`` if it can."""
-        if self.attn == "none":
-            return None
-        if self.attn not in CAUSAL_ATTN:
+        """Why this model cannot run one frame at a time, or ``None`` if it can.
+
+        Decided from the built modules: every registered gate must be causal per step
+        (:meth:`masnn.attention.GateKind.is_causal`); the first one that is not is named.
+        """
+        for name, mod in self.named_modules():
+            kind = gate_of(mod)
+            if kind is None or kind.is_causal(mod):
+                continue
+            if not kind.per_step:
+                what = "temporal attention" if kind.slot == "t" else "a gate"
+                why = f"is {what} with no per-step form ({kind.name!r} weighs all T frames)"
+            elif not kind.causal_per_step:
+                why = f"is not causal per step ({kind.name!r})"
+            else:
+                why = f"pools over all T steps of the window ({kind.name!r}, per_step=False)"
             return (
-                f"attn={self.attn!r} contains temporal attention (TA), whose gate weighs all T "
-                "frames of the window, so step t depends on future frames (non-causal); "
-                f"streaming supports attn in {list(CAUSAL_ATTN)} with placement='paper'"
-            )
-        if self.placement != "paper":
-            return (
-                f"placement={self.placement!r} pools the CA/SA gates over all T steps of the "
-                "window (official-code Conv-POST), so step t depends on future frames "
-                "(non-causal); use placement='paper' (per-step gates on the membrane)"
+                f"module {name!r} ({type(mod).__name__}) {why}, so step t depends on future "
+                "frames (non-causal); only per-step gates can stream (e.g. placement='paper' "
+                "without temporal attention)"
             )
         return None
+
+    def input_layer(self) -> str:
+        """Name of the connection layer that takes the model input (paper Eq. 17: a MAC layer).
+
+        The first ``nn.Conv*d`` / ``nn.Linear`` in module order outside the attention gates.
+        """
+        inside = gate_internals(self)
+        for name, mod in self.named_modules():
+            if (
+                isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+                and id(mod) not in inside
+            ):
+                return name
+        raise ValueError(f"{type(self).__name__} has no conv/linear layer")
 
 
 def out_size(size: int, pools: Sequence[int]) -> int:

@@ -1,23 +1,23 @@
 """The model registry and factory: ``create_model``, ``list_models``, ``register_model``.
 
-Variants are data: :func:`register_model` adds a :class:`~masnn.models._cfg.ModelCfg` over a
-family builder (a function with keyword-only arguments). :func:`create_model` prunes ``None``
-values ("use the registered default"), rejects unknown kwargs with a ``TypeError`` naming the
-accepted ones (and the closest match), merges the defaults and calls the builder.
+Variants are data: :func:`register_model` adds a :class:`~masnn.models._cfg.ModelCfg` (whose
+``args`` is the variant's default args dataclass) over a family builder that takes those args
+(the model class itself). :func:`create_model` prunes ``None`` values ("use the registered
+default"), rejects unknown kwargs with a ``TypeError`` naming the accepted ones (and the
+closest match), ``dataclasses.replace``-s the defaults and calls the builder.
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
 from masnn._registry import Registry
-from masnn.models._cfg import ModelCfg
+from masnn.models._cfg import ModelCfg, flat_args
 
 
 @dataclass(frozen=True)
@@ -25,33 +25,29 @@ class ModelEntry:
     """A registered model: its metadata and the family builder that builds it."""
 
     cfg: ModelCfg
-    builder: Callable[..., nn.Module]
+    builder: Callable[[Any], nn.Module]
 
     @property
     def accepted(self) -> tuple[str, ...]:
         """The keyword arguments ``create_model`` accepts for this model."""
-        sig = inspect.signature(self.builder)
-        return tuple(p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY)
+        return self.cfg.accepted
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def register_model(cfg: ModelCfg) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+B = TypeVar("B", bound=Callable[[Any], nn.Module])
+
+
+def register_model(cfg: ModelCfg) -> Callable[[B], B]:
     """Register ``cfg`` over a family builder (decorator; the builder is returned unchanged).
 
-    The builder takes only keyword arguments; every default in ``cfg.defaults`` must be one of
-    them, so a typo in a registered variant fails at import time.
+    The builder takes one argument, the args dataclass (``cfg.args`` with the caller's
+    overrides), and records the args it finally used as ``model.args``.
     """
 
-    def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        entry = ModelEntry(cfg, builder)
-        unknown = sorted(set(cfg.defaults) - set(entry.accepted))
-        for over in cfg.placement_defaults.values():
-            unknown += sorted(set(over) - set(entry.accepted))
-        if unknown:
-            raise TypeError(f"model {cfg.name!r}: defaults {unknown} are not builder kwargs")
-        MODELS.add(cfg.name, entry)
+    def deco(builder: B) -> B:
+        MODELS.add(cfg.name, ModelEntry(cfg, builder))
         return builder
 
     return deco
@@ -72,21 +68,26 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
     Args:
         name: a name from :func:`list_models`.
-        **kwargs: architecture overrides; ``None`` means the registered default. Common to all
-            models: ``num_classes``, ``timesteps``, ``attn``, ``placement``, ``neuron``,
-            ``reduction_t``, ``reduction_c``, ``kernel_size``, ``attn_relu``, ``backend``,
-            ``neuron_kwargs``, ``input_size``; each family adds its own (see ``docs/models.md``).
+        **kwargs: overrides of the variant's args; ``None`` means the registered default.
+            Common to all models: ``num_classes``, ``timesteps``, ``input_size``, ``attn`` (an
+            :class:`~masnn.attention.AttnCfg`, or a name) and ``neuron`` (a
+            :class:`~masnn.neurons.NeuronSpec`, or a preset name); each family adds its own
+            (see ``docs/models.md``). Convenience keywords set one field of ``attn``
+            (``placement``, ``locations``, ``reduction_t``, ``reduction_c``, ``kernel_size``,
+            ``attn_relu``) or of ``neuron`` (``backend``, ``neuron_kwargs``).
 
     Returns:
-        The model, with ``model.default_cfg`` (the :class:`ModelCfg`) and ``model.model_args``
-        (the resolved kwargs).
+        The model, with ``model.default_cfg`` (the :class:`ModelCfg`), ``model.args`` (the
+        args dataclass it was built from) and ``model.model_args`` (the same, flat, with the
+        attention hyper-parameters resolved).
 
     Raises:
         ValueError: unknown model name (the message lists the registered ones).
         TypeError: an unknown kwarg (the message lists the accepted ones).
 
     Example:
-        >>> m = create_model("ma_snn3", attn="none", num_classes=11)
+        >>> from masnn.attention import AttnCfg
+        >>> m = create_model("ma_snn3", attn=AttnCfg("none"), num_classes=11)
         >>> sum(p.numel() for p in m.parameters())
         2324065
     """
@@ -103,9 +104,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             f"accepted: {sorted(accepted)}"
         )
     given = {k: v for k, v in kwargs.items() if v is not None}
-    resolved = entry.cfg.resolve(given)
-    model = entry.builder(**resolved)
+    model = entry.builder(entry.cfg.resolve(given))
     model.default_cfg = entry.cfg
-    # Builders record rule-resolved values (e.g. reduction_t) on top of the merged kwargs.
-    model.model_args = {**resolved, **getattr(model, "resolved_args", {})}
+    model.model_args = flat_args(model.args)
     return model

@@ -6,7 +6,7 @@ Counting conventions (paper §6.1-6.2):
   resolution the LIF sees (post-pool for the three-layer net, pre-pool for Fang's net).
 * FLOPs: ``k_h k_w h_out w_out c_in c_out / groups`` per conv (``h_out, w_out`` = the conv
   output, before any pooling) and ``in * out`` per linear layer, per sample per step;
-  attention sub-modules (anything under ``masnn.attention``) are left out.
+  the layers inside attention gates (any kind in ``masnn.attention.GATES``) are left out.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from masnn.attention.gates import gate_internals
 from masnn.neurons import LIF
 
 #: Temporal reduction ratio of the official Gesture config (T = 60 -> hidden 12) [code].
@@ -92,15 +93,6 @@ def count_neurons(
     return counts
 
 
-def _under_attention(name: str, modules: dict[str, nn.Module]) -> bool:
-    parts = name.split(".")
-    for i in range(len(parts)):
-        mod = modules[".".join(parts[:i])] if i else None
-        if mod is not None and type(mod).__module__.startswith("masnn.attention"):
-            return True
-    return type(modules[name]).__module__.startswith("masnn.attention")
-
-
 @torch.no_grad()
 def layer_flops(model: nn.Module, x_or_shape: Tensor | Sequence[int]) -> dict[str, int]:
     """Dense MACs per conv / linear layer, per sample and per step (paper §6.2 ``FL``).
@@ -112,13 +104,13 @@ def layer_flops(model: nn.Module, x_or_shape: Tensor | Sequence[int]) -> dict[st
     Returns:
         ``{qualified layer name: MACs}`` in call order.
     """
-    modules = dict(model.named_modules())
+    inside = gate_internals(model)
     x = _input(model, x_or_shape)
     steps_batch = x.shape[0] * x.shape[1]
     flops: dict[str, int] = {}
     handles = []
-    for name, mod in modules.items():
-        if not isinstance(mod, (nn.Conv2d, nn.Linear)) or _under_attention(name, modules):
+    for name, mod in model.named_modules():
+        if not isinstance(mod, (nn.Conv2d, nn.Linear)) or id(mod) in inside:
             continue
 
         def hook(m: nn.Module, args: tuple[Tensor, ...], out: Tensor, name: str = name) -> None:

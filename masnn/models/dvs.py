@@ -10,7 +10,7 @@ Paper: `Attention Spiking Neural Networks` (§5, Table 1) - https://arxiv.org/ab
       BN1d -> TA -> LIF) -> firing rate over T   [B, K]
 
   Attention in every conv layer, TA also in both FC layers (the FC layers take only the TA
-  part of ``attn``). 106,763 neurons at K = 11 (Gesture), 106,772 at K = 20 (Gait).
+  part of ``attn``, at TA's location: ``conv_post`` or ``conv_pre``). 106,763 neurons at K = 11 (Gesture), 106,772 at K = 20 (Gait).
 
 * ``ma_snn5``: Fang et al.'s five-layer PLIF net (ICCV 2021), the paper's "five-layer"
   rows; not in the official repo::
@@ -24,15 +24,17 @@ Paper: `Attention Spiking Neural Networks` (§5, Table 1) - https://arxiv.org/ab
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
+from masnn.attention import AttnCfg
 from masnn.layers import SpikingConvBlock, SpikingLinearBlock
 from masnn.models._base import SpikingClassifier, out_size
 from masnn.models._cfg import ModelCfg
 from masnn.models._factory import register_model
 from masnn.models._utils import TimeSharedDropout
+from masnn.neurons import NeuronSpec
 from masnn.readout import vote
 
 
@@ -52,69 +54,90 @@ def _check_size(input_size: tuple[int, ...], pools: tuple[int, ...]) -> tuple[in
     return size  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class MaSNN3Args:
+    """Args of the three-layer net (``ma_snn3`` and its variants).
+
+    Attributes:
+        num_classes: ``K``.
+        timesteps: ``T``.
+        input_size: ``(C, H, W)`` of one frame.
+        channels: the three conv widths.
+        hidden: the first FC layer's width.
+        attn: the attention of every layer (FC layers keep its temporal part).
+        neuron: the neuron of every layer.
+    """
+
+    num_classes: int
+    timesteps: int
+    input_size: tuple[int, int, int]
+    channels: tuple[int, ...]
+    hidden: int
+    attn: AttnCfg
+    neuron: NeuronSpec
+
+
+@dataclass(frozen=True)
+class MaSNN5Args:
+    """Args of Fang et al.'s five-layer net (``ma_snn5``).
+
+    Attributes:
+        num_classes: ``K``.
+        timesteps: ``T``.
+        input_size: ``(C, H, W)`` of one frame.
+        channels: the five conv widths.
+        hidden: the first FC layer's width.
+        voting: output neurons per class.
+        drop_rate: dropout before each FC layer (mask shared over time).
+        bias: conv and linear biases.
+        attn: the attention of every conv block (the FC layers have none).
+        neuron: the neuron of every layer.
+    """
+
+    num_classes: int
+    timesteps: int
+    input_size: tuple[int, int, int]
+    channels: tuple[int, ...]
+    hidden: int
+    voting: int
+    drop_rate: float
+    bias: bool
+    attn: AttnCfg
+    neuron: NeuronSpec
+
+
 class MaSNN3(SpikingClassifier):
     """The three-layer MA-SNN for Gesture/Gait (module docstring); ``create_model("ma_snn3")``.
+
+    Args:
+        args: the :class:`MaSNN3Args`.
 
     Shape:
         x_seq: ``(T, B, C, H, W)`` event counts; output: ``(B, K)`` output firing rates.
     """
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        timesteps: int,
-        input_size: tuple[int, int, int],
-        channels: tuple[int, int, int],
-        hidden: int,
-        attn: str,
-        placement: str,
-        neuron: str,
-        reduction_t: int,
-        reduction_c: int,
-        kernel_size: int,
-        attn_relu: bool,
-        backend: str,
-        neuron_kwargs: dict[str, Any],
-        locations: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, args: MaSNN3Args) -> None:
         super().__init__()
         pools = (1, 2, 2)
-        self.num_classes, self.timesteps = num_classes, timesteps
-        self.input_size = _check_size(input_size, pools)
-        self.attn, self.placement = attn, placement
-        channels = _check_channels("channels", channels, 3)
-        common = dict(
-            attn=attn,
-            placement=placement,
-            neuron=neuron,
-            reduction_t=reduction_t,
-            attn_relu=attn_relu,
-            backend=backend,
-            **neuron_kwargs,
-        )
+        self.args = args
+        self.num_classes, self.timesteps = args.num_classes, args.timesteps
+        self.input_size = _check_size(args.input_size, pools)
+        channels = _check_channels("channels", args.channels, 3)
+        plan, neuron, t = args.attn.resolve(), args.neuron, args.timesteps
         blocks = []
         c_in = self.input_size[0]
         for c, p in zip(channels, pools):
+            pool = "avg" if p > 1 else None
             blocks.append(
-                SpikingConvBlock(
-                    c_in,
-                    c,
-                    timesteps,
-                    pool="avg" if p > 1 else None,
-                    pool_size=p,
-                    reduction_c=reduction_c,
-                    kernel_size=kernel_size,
-                    locations=locations,
-                    **common,
-                )
+                SpikingConvBlock(c_in, c, t, pool=pool, pool_size=p, attn=plan, neuron=neuron)
             )
             c_in = c
         self.features = nn.Sequential(*blocks)
         h, w = (out_size(s, pools) for s in self.input_size[1:])
         self.num_features = c_in * h * w
-        self.fc1 = SpikingLinearBlock(self.num_features, hidden, timesteps, **common)
-        self.fc2 = SpikingLinearBlock(hidden, num_classes, timesteps, **common)
+        hidden, k = args.hidden, args.num_classes
+        self.fc1 = SpikingLinearBlock(self.num_features, hidden, t, attn=plan, neuron=neuron)
+        self.fc2 = SpikingLinearBlock(hidden, k, t, attn=plan, neuron=neuron)
 
     def forward_features(self, x_seq: Tensor) -> Tensor:
         """Spikes of the last conv layer.
@@ -137,42 +160,24 @@ class MaSNN3(SpikingClassifier):
 class MaSNN5(SpikingClassifier):
     """Fang et al.'s five-layer net with MA-SNN attention (module docstring).
 
+    Args:
+        args: the :class:`MaSNN5Args`.
+
     Shape:
         x_seq: ``(T, B, C, H, W)``; output: ``(B, K)`` voted output firing rates.
     """
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        timesteps: int,
-        input_size: tuple[int, int, int],
-        channels: tuple[int, ...],
-        hidden: int,
-        voting: int,
-        drop_rate: float,
-        bias: bool,
-        attn: str,
-        placement: str,
-        neuron: str,
-        reduction_t: int,
-        reduction_c: int,
-        kernel_size: int,
-        attn_relu: bool,
-        backend: str,
-        neuron_kwargs: dict[str, Any],
-        locations: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, args: MaSNN5Args) -> None:
         super().__init__()
         pools = (2,) * 5
-        self.num_classes, self.timesteps = num_classes, timesteps
-        self.input_size = _check_size(input_size, pools)
-        self.attn, self.placement = attn, placement
-        channels = _check_channels("channels", channels, 5)
-        if voting < 1:
-            raise ValueError(f"voting must be >= 1, got {voting}")
-        self.voting = voting
-        neuron_kw = dict(neuron=neuron, backend=backend, **neuron_kwargs)
+        self.args = args
+        self.num_classes, self.timesteps = args.num_classes, args.timesteps
+        self.input_size = _check_size(args.input_size, pools)
+        channels = _check_channels("channels", args.channels, 5)
+        if args.voting < 1:
+            raise ValueError(f"voting must be >= 1, got {args.voting}")
+        self.voting = args.voting
+        plan, neuron, t, bias = args.attn.resolve(), args.neuron, args.timesteps, args.bias
         blocks = []
         c_in = self.input_size[0]
         for c in channels:
@@ -180,33 +185,24 @@ class MaSNN5(SpikingClassifier):
                 SpikingConvBlock(
                     c_in,
                     c,
-                    timesteps,
+                    t,
                     bias=bias,
                     pool="max",
                     pool_size=2,
                     pool_after_neuron=True,
-                    attn=attn,
-                    placement=placement,
-                    reduction_t=reduction_t,
-                    reduction_c=reduction_c,
-                    kernel_size=kernel_size,
-                    attn_relu=attn_relu,
-                    locations=locations,
-                    **neuron_kw,
+                    attn=plan,
+                    neuron=neuron,
                 )
             )
             c_in = c
         self.features = nn.Sequential(*blocks)
         h, w = (out_size(s, pools) for s in self.input_size[1:])
         self.num_features = c_in * h * w
-        self.drop1 = TimeSharedDropout(drop_rate)
-        self.fc1 = SpikingLinearBlock(
-            self.num_features, hidden, timesteps, bias=bias, bn=False, attn="none", **neuron_kw
-        )
-        self.drop2 = TimeSharedDropout(drop_rate)
-        self.fc2 = SpikingLinearBlock(
-            hidden, num_classes * voting, timesteps, bias=bias, bn=False, attn="none", **neuron_kw
-        )
+        fc = dict(bias=bias, bn=False, neuron=neuron)  # no attention in the FC layers
+        self.drop1 = TimeSharedDropout(args.drop_rate)
+        self.fc1 = SpikingLinearBlock(self.num_features, args.hidden, t, **fc)
+        self.drop2 = TimeSharedDropout(args.drop_rate)
+        self.fc2 = SpikingLinearBlock(args.hidden, args.num_classes * args.voting, t, **fc)
 
     def forward_features(self, x_seq: Tensor) -> Tensor:
         """Spikes of the last conv block (after its max-pool).
@@ -235,62 +231,10 @@ class MaSNN5(SpikingClassifier):
         return vote(pooled, self.voting)
 
 
-def _build_ma_snn3(
-    *,
-    num_classes: int,
-    timesteps: int,
-    input_size: tuple[int, int, int],
-    channels: tuple[int, int, int],
-    hidden: int,
-    attn: str,
-    placement: str,
-    neuron: str,
-    reduction_t: int,
-    reduction_c: int,
-    kernel_size: int,
-    attn_relu: bool,
-    backend: str,
-    neuron_kwargs: dict[str, Any] | None = None,
-    locations: dict[str, str] | None = None,
-) -> MaSNN3:
-    """Family builder of ``ma_snn3`` and its variants (kwargs documented in docs/models.md)."""
-    kw = dict(locals())
-    kw["neuron_kwargs"] = dict(neuron_kwargs or {})
-    return MaSNN3(**kw)
-
-
-def _build_ma_snn5(
-    *,
-    num_classes: int,
-    timesteps: int,
-    input_size: tuple[int, int, int],
-    channels: tuple[int, ...],
-    hidden: int,
-    voting: int,
-    drop_rate: float,
-    bias: bool,
-    attn: str,
-    placement: str,
-    neuron: str,
-    reduction_t: int,
-    reduction_c: int,
-    kernel_size: int,
-    attn_relu: bool,
-    backend: str,
-    neuron_kwargs: dict[str, Any] | None = None,
-    locations: dict[str, str] | None = None,
-) -> MaSNN5:
-    """Family builder of ``ma_snn5`` (kwargs documented in docs/models.md)."""
-    kw = dict(locals())
-    kw["neuron_kwargs"] = dict(neuron_kwargs or {})
-    return MaSNN5(**kw)
-
-
-_PAPER_PLACEMENT = {"reduction_c": 16, "kernel_size": 7, "attn_relu": False, "neuron": "paper"}
-_CODE_PLACEMENT = {"reduction_c": 8, "kernel_size": 3, "attn_relu": True, "neuron": "biclab"}
 _RULES = {
     "reduction_t": "r_t = 5 at every T; the TA hidden width is max(1, T // r_t) "
     "(12 at T = 60, 3 at T = 16, 1 below T = 10)",
+    "reduction_c, kernel_size, attn_relu": "the placement's (masnn.attention.PLACEMENTS)",
 }
 _DVS3_SOURCES = {
     "num_classes": "paper",
@@ -300,17 +244,29 @@ _DVS3_SOURCES = {
     "hidden": "code",
     "attn": "paper",
     "placement": "paper",
+    "locations": "paper",
     "neuron": "paper",
     "reduction_t": "code",
     "reduction_c": "derived",
     "kernel_size": "paper",
     "attn_relu": "paper",
     "backend": "code",
+    "neuron_kwargs": "paper",
     "code.reduction_c": "code",
     "code.kernel_size": "code",
     "code.attn_relu": "code",
     "code.neuron": "code",
 }
+
+MA_SNN3 = MaSNN3Args(
+    num_classes=11,
+    timesteps=60,
+    input_size=(2, 32, 32),
+    channels=(64, 128, 128),
+    hidden=256,
+    attn=AttnCfg("tcsa", "paper", reduction_t=5),
+    neuron=NeuronSpec("paper"),
+)
 
 register_model(
     ModelCfg(
@@ -318,22 +274,9 @@ register_model(
         family="ma_snn3",
         paper="Yao et al., TPAMI 2023 (arXiv 2209.13929) Table 1 three-layer rows; "
         "code MA_SNN/DVSGestures/CNN/Networks/Att_SNN.py",
-        input_size=(2, 32, 32),
-        timesteps=60,
-        num_classes=11,
         neuron_count="all_lif",
-        defaults=dict(
-            num_classes=11,
-            timesteps=60,
-            input_size=(2, 32, 32),
-            channels=(64, 128, 128),
-            hidden=256,
-            attn="tcsa",
-            placement="paper",
-            reduction_t=5,
-            backend="torch",
-        ),
-        placement_defaults={"paper": _PAPER_PLACEMENT, "code": _CODE_PLACEMENT},
+        args=MA_SNN3,
+        neuron_by_placement={"paper": "paper", "code": "biclab"},
         sources=_DVS3_SOURCES,
         rules=_RULES,
         notes=(
@@ -342,32 +285,22 @@ register_model(
             "Gait: num_classes=20 (106,772 neurons, matching Table 1).",
         ),
     )
-)(_build_ma_snn3)
+)(MaSNN3)
 
 register_model(
     ModelCfg(
         name="ma_snn3_tiny",
         family="ma_snn3",
         paper="ma_snn3 narrowed for CPU training (not a paper configuration)",
-        input_size=(2, 32, 32),
-        timesteps=16,
-        num_classes=11,
         neuron_count="all_lif",
-        defaults=dict(
-            num_classes=11,
+        args=replace(
+            MA_SNN3,
             timesteps=16,
-            input_size=(2, 32, 32),
             channels=(16, 32, 32),
             hidden=128,
-            attn="tcsa",
-            placement="paper",
-            reduction_t=5,
-            backend="torch",
+            attn=replace(MA_SNN3.attn, reduction_c=8),
         ),
-        placement_defaults={
-            "paper": {**_PAPER_PLACEMENT, "reduction_c": 8},
-            "code": _CODE_PLACEMENT,
-        },
+        neuron_by_placement={"paper": "paper", "code": "biclab"},
         sources={
             **_DVS3_SOURCES,
             "timesteps": "assumption",
@@ -380,7 +313,7 @@ register_model(
             "A CPU-sized ma_snn3 for the main job (docs/training.md); r_c = 8 keeps >= 2 units.",
         ),
     )
-)(_build_ma_snn3)
+)(MaSNN3)
 
 register_model(
     ModelCfg(
@@ -388,11 +321,8 @@ register_model(
         family="ma_snn5",
         paper="Yao et al., TPAMI 2023 (arXiv 2209.13929) Table 1 five-layer rows; backbone of "
         "Fang et al., ICCV 2021 (PLIF), DVS128 Gesture network",
-        input_size=(2, 128, 128),
-        timesteps=20,
-        num_classes=11,
         neuron_count="conv_only",
-        defaults=dict(
+        args=MaSNN5Args(
             num_classes=11,
             timesteps=20,
             input_size=(2, 128, 128),
@@ -401,16 +331,9 @@ register_model(
             voting=10,
             drop_rate=0.5,
             bias=False,
-            attn="tcsa",
-            placement="paper",
-            neuron="plif",
-            reduction_t=5,
-            backend="torch",
+            attn=AttnCfg("tcsa", "paper", reduction_t=5),
+            neuron=NeuronSpec("plif"),
         ),
-        placement_defaults={
-            "paper": {"reduction_c": 16, "kernel_size": 7, "attn_relu": False},
-            "code": {"reduction_c": 8, "kernel_size": 3, "attn_relu": True},
-        },
         sources={
             "num_classes": "paper",
             "timesteps": "paper",
@@ -422,7 +345,9 @@ register_model(
             "bias": "code",
             "attn": "paper",
             "placement": "assumption",
+            "locations": "assumption",
             "neuron": "assumption",
+            "neuron_kwargs": "assumption",
             "reduction_t": "assumption",
             "reduction_c": "assumption",
             "kernel_size": "assumption",
@@ -442,4 +367,4 @@ register_model(
             "Dropout masks are shared over time (SpikingJelly multi-step Dropout), p = 0.5.",
         ),
     )
-)(_build_ma_snn5)
+)(MaSNN5)

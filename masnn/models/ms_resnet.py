@@ -14,24 +14,24 @@ changes. Stem: ``Conv7x7/2 -> BN`` (no LIF, no max-pool); every stage's first bl
 2 (overall stride 32). Head: ``LIF -> GAP -> mean over T -> Dropout(0.2) -> FC``. BN weights
 start at 0.5 and each block's BN2 at 0.1, biases at 0 [code].
 
-Attention ``A`` comes from ``masnn.attention.create_attn(..., location="residual")``:
+Attention ``A`` is the ``residual`` module of the model's attention plan
+(``AttnPlan.build("residual", ...)``):
 ``placement="code"`` pools CA/SA over ``T`` and adds a ReLU (SA kernel 3, ``r_c = 8``);
 ``placement="paper"`` gates each step (SA kernel 7, no ReLU).
 """
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
+from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
-from masnn.attention import create_attn
+from masnn.attention import AttnCfg, AttnPlan
 from masnn.layers import SeqToBatch
 from masnn.models._base import SpikingClassifier
 from masnn.models._cfg import ModelCfg
 from masnn.models._factory import register_model
-from masnn.neurons import LIF
+from masnn.neurons import NeuronSpec
 
 #: BatchNorm weight init of the official code (``thresh = 0.5``; BN2 gets ``0.2 * thresh``).
 BN_INIT = 0.5
@@ -60,16 +60,10 @@ class MSBasicBlock(nn.Module):
         in_channels: input width.
         out_channels: output width.
         stride: stride of the first 3x3 conv (and of the shortcut's avg-pool).
-        timesteps: ``T`` (passed to the attention factory).
-        attn: attention name (``"none"``, ``"ca"``, ``"sa"``, ``"csa"``, ...).
-        placement: ``"paper"`` or ``"code"``.
+        timesteps: ``T`` (passed to the attention plan).
+        attn: the attention plan (its ``residual`` module is ``A``).
         att_res: 1 = attention on the branch before the add, 2 = after the add.
-        neuron: neuron preset of both LIFs.
-        reduction_c: CA reduction ratio.
-        kernel_size: SA kernel.
-        attn_relu: ReLU after the attention.
-        backend: LIF backend.
-        neuron_kwargs: the preset's parameters.
+        neuron: the neuron of both LIFs.
 
     Shape:
         x_seq: ``(T, B, C_in, H, W)`` membrane input; output: ``(T, B, C_out, H/s, W/s)``.
@@ -82,34 +76,19 @@ class MSBasicBlock(nn.Module):
         stride: int,
         timesteps: int,
         *,
-        attn: str,
-        placement: str,
+        attn: AttnPlan,
         att_res: int,
-        neuron: str,
-        reduction_c: int | None,
-        kernel_size: int | None,
-        attn_relu: bool,
-        backend: str,
-        neuron_kwargs: dict[str, Any],
+        neuron: NeuronSpec,
     ) -> None:
         super().__init__()
         self.att_res = att_res
-        self.lif1 = LIF(neuron, backend=backend, **neuron_kwargs)
+        self.lif1 = neuron.build()
         self.conv1 = SeqToBatch(_conv(in_channels, out_channels, 3, stride))
         self.bn1 = SeqToBatch(_bn(out_channels, BN_INIT))
-        self.lif2 = LIF(neuron, backend=backend, **neuron_kwargs)
+        self.lif2 = neuron.build()
         self.conv2 = SeqToBatch(_conv(out_channels, out_channels, 3, 1))
         self.bn2 = SeqToBatch(_bn(out_channels, BN2_INIT))
-        self.attn = create_attn(
-            attn,
-            out_channels,
-            timesteps,
-            placement,
-            location="residual",
-            reduction_c=reduction_c,
-            kernel_size=kernel_size,
-            attn_relu=attn_relu,
-        )
+        self.attn = attn.build("residual", out_channels, timesteps)
         self.shortcut: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
             self.shortcut = SeqToBatch(
@@ -133,75 +112,92 @@ class MSBasicBlock(nn.Module):
         return self.attn(out + identity)
 
 
+@dataclass(frozen=True)
+class MSResNetArgs:
+    """Args of MS-ResNet / Att-Res-SNN (``ms_resnet18/34/104``).
+
+    Attributes:
+        layers: blocks per stage (the depth).
+        num_classes: ``K``.
+        timesteps: ``T``.
+        input_size: ``(C, H, W)``.
+        attn: the residual attention (C/S gates only; ``relu=None`` follows
+            :data:`ATT_RES_VARIANTS`' rule: the code's ReLU only with ``placement="code"``
+            and ``att_res=1``).
+        att_res: 1 = attention on the branch, 2 = after the shortcut add.
+        neuron: the neuron of every LIF.
+        drop_rate: dropout before the classifier.
+        widths: stage widths.
+    """
+
+    layers: tuple[int, ...]
+    num_classes: int
+    timesteps: int
+    input_size: tuple[int, int, int]
+    attn: AttnCfg
+    att_res: int
+    neuron: NeuronSpec
+    drop_rate: float
+    widths: tuple[int, ...]
+
+
 class MSResNet(SpikingClassifier):
     """MS-ResNet / Att-Res-SNN classifier (see the module docstring).
 
     Build through ``masnn.create_model("ms_resnet34", ...)``.
+
+    Args:
+        args: the :class:`MSResNetArgs`.
 
     Shape:
         x_seq: ``(T, B, 3, H, W)`` (static images: ``masnn.layout.repeat_over_time``);
         output: ``(B, K)``.
     """
 
-    def __init__(
-        self,
-        layers: tuple[int, ...],
-        *,
-        num_classes: int,
-        timesteps: int,
-        input_size: tuple[int, int, int],
-        attn: str,
-        placement: str,
-        att_res: int,
-        neuron: str,
-        reduction_c: int | None,
-        kernel_size: int | None,
-        attn_relu: bool,
-        drop_rate: float,
-        widths: tuple[int, ...],
-        backend: str,
-        neuron_kwargs: dict[str, Any],
-    ) -> None:
+    def __init__(self, args: MSResNetArgs) -> None:
         super().__init__()
+        if args.att_res not in ATT_RES_VARIANTS:
+            raise ValueError(
+                f"att_res must be one of {list(ATT_RES_VARIANTS)}, got {args.att_res!r}"
+            )
+        if args.attn.reduction_t is not None:
+            raise ValueError(
+                "MS-ResNet uses no temporal attention (static images), so reduction_t must be "
+                f"None; got {args.attn.reduction_t!r}"
+            )
+        if args.attn.relu is None:
+            # The code's ReLU belongs to Att-Res-SNN-1 (branch only); after the add it would
+            # clip the membrane shortcut, so Att-Res-SNN-2 has none.
+            relu = args.attn.placement == "code" and args.att_res == 1
+            args = replace(args, attn=replace(args.attn, relu=relu))
+        layers, widths = tuple(args.layers), tuple(args.widths)
         if len(layers) != len(widths):
             raise ValueError(f"layers {layers} and widths {widths} must have the same length")
-        self.num_classes = num_classes
-        self.timesteps = timesteps
-        self.input_size = input_size
-        self.attn = attn
-        self.placement = placement
+        self.args = args
+        self.num_classes = args.num_classes
+        self.timesteps = args.timesteps
+        self.input_size = tuple(args.input_size)
         stem_width = widths[0]
         self.stem = SeqToBatch(
             nn.Sequential(
-                _conv(input_size[0], stem_width, 7, 2),
+                _conv(self.input_size[0], stem_width, 7, 2),
                 _bn(stem_width, BN_INIT),
             )
         )
-        block_kw = dict(
-            attn=attn,
-            placement=placement,
-            att_res=att_res,
-            neuron=neuron,
-            reduction_c=reduction_c,
-            kernel_size=kernel_size,
-            attn_relu=attn_relu,
-            backend=backend,
-            neuron_kwargs=neuron_kwargs,
-        )
+        block_kw = dict(attn=args.attn.resolve(), att_res=args.att_res, neuron=args.neuron)
         stages = []
         c_in = stem_width
+        t = args.timesteps
         for depth, width in zip(layers, widths):
-            blocks = [MSBasicBlock(c_in, width, 2, timesteps, **block_kw)]
-            blocks += [
-                MSBasicBlock(width, width, 1, timesteps, **block_kw) for _ in range(depth - 1)
-            ]
+            blocks = [MSBasicBlock(c_in, width, 2, t, **block_kw)]
+            blocks += [MSBasicBlock(width, width, 1, t, **block_kw) for _ in range(depth - 1)]
             stages.append(nn.Sequential(*blocks))
             c_in = width
         self.stages = nn.Sequential(*stages)
-        self.lif = LIF(neuron, backend=backend, **neuron_kwargs)
+        self.lif = args.neuron.build()
         self.num_features = c_in
-        self.drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(c_in, num_classes)
+        self.drop = nn.Dropout(args.drop_rate)
+        self.fc = nn.Linear(c_in, args.num_classes)
 
     def forward_features(self, x_seq: Tensor) -> Tensor:
         """Spikes of the last LIF, before global pooling.
@@ -233,75 +229,28 @@ class MSResNet(SpikingClassifier):
 _DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 104: (3, 8, 32, 8)}
 
 
-def _build(
-    depth: int,
-    *,
-    num_classes: int,
-    timesteps: int,
-    input_size: tuple[int, int, int],
-    attn: str,
-    placement: str,
-    att_res: int,
-    neuron: str,
-    reduction_t: int | None = None,
-    reduction_c: int,
-    kernel_size: int,
-    attn_relu: bool | None = None,
-    drop_rate: float,
-    widths: tuple[int, ...],
-    backend: str,
-    neuron_kwargs: dict[str, Any] | None = None,
-) -> MSResNet:
-    """Family builder of ``ms_resnet{18,34,104}`` (registered with ``depth`` bound)."""
-    if att_res not in ATT_RES_VARIANTS:
-        raise ValueError(f"att_res must be one of {list(ATT_RES_VARIANTS)}, got {att_res!r}")
-    if reduction_t is not None:
-        raise ValueError(
-            "MS-ResNet uses no temporal attention (static images), so reduction_t must be None; "
-            f"got {reduction_t!r}"
-        )
-    if attn_relu is None:
-        # The code's ReLU belongs to Att-Res-SNN-1 (branch only); after the add it would clip
-        # the membrane shortcut, so Att-Res-SNN-2 has none.
-        attn_relu = placement == "code" and att_res == 1
-    model = MSResNet(
-        _DEPTHS[depth],
-        num_classes=num_classes,
-        timesteps=timesteps,
-        input_size=tuple(input_size),
-        attn=attn,
-        placement=placement,
-        att_res=att_res,
-        neuron=neuron,
-        reduction_c=reduction_c,
-        kernel_size=kernel_size,
-        attn_relu=attn_relu,
-        drop_rate=drop_rate,
-        widths=tuple(widths),
-        backend=backend,
-        neuron_kwargs=dict(neuron_kwargs or {}),
-    )
-    model.resolved_args = {"attn_relu": attn_relu}
-    return model
-
-
 _PAPER = (
     "Yao et al., TPAMI 2023 (arXiv 2209.13929) §2.2, Tables 3/7; "
     "code Att_Res_SNN/models/resnet_2.py (ResNet_origin)"
 )
-_DEFAULTS = dict(
+MS_RESNET = MSResNetArgs(
+    layers=_DEPTHS[18],
     num_classes=1000,
     timesteps=1,
     input_size=(3, 224, 224),
-    attn="csa",
-    placement="paper",
+    attn=AttnCfg("csa", "paper", reduction_c=8),
     att_res=1,
-    neuron="msresnet",
+    neuron=NeuronSpec("msresnet"),
     drop_rate=0.2,
     widths=(64, 128, 256, 512),
-    backend="torch",
 )
 _SOURCES = dict(
+    layers="paper",
+    locations="paper",
+    neuron_kwargs="code",
+    reduction_t="paper",
+    reduction_c="assumption",
+    kernel_size="paper",
     num_classes="paper",
     timesteps="paper",
     input_size="paper",
@@ -330,17 +279,10 @@ for _depth in (18, 34, 104):
             name=f"ms_resnet{_depth}",
             family="ms_resnet",
             paper=_PAPER,
-            input_size=(3, 224, 224),
-            timesteps=1,
-            num_classes=1000,
             neuron_count="all_lif",
-            defaults=_DEFAULTS,
-            placement_defaults={
-                "paper": {"reduction_c": 8, "kernel_size": 7},
-                "code": {"reduction_c": 8, "kernel_size": 3},
-            },
+            args=replace(MS_RESNET, layers=_DEPTHS[_depth]),
             sources={**_SOURCES, "neuron_count": "assumption"},
             rules={"attn_relu": "placement == 'code' and att_res == 1"},
             notes=_NOTES,
         )
-    )(partial(_build, _depth))
+    )(MSResNet)

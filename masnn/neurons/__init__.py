@@ -3,7 +3,8 @@
 from masnn.neurons.backends import NEURON_BACKENDS
 from masnn.neurons.functional import LIFParams, lif_multistep, lif_step
 from masnn.neurons.lif import LIF
-from masnn.neurons.presets import NEURON_PRESETS, NeuronSpec, resolve_neuron
+from masnn.neurons.presets import NEURON_PRESETS, NeuronDynamics, resolve_neuron
+from masnn.neurons.spec import NeuronSpec
 from masnn.neurons.surrogate import SURROGATES, Surrogate, make_surrogate
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "NEURON_PRESETS",
     "SURROGATES",
     "LIFParams",
+    "NeuronDynamics",
     "NeuronSpec",
     "Surrogate",
     "lif_multistep",

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from masnn.neurons.backends import NEURON_BACKENDS
 from masnn.neurons.functional import LIFParams
-from masnn.neurons.presets import NeuronSpec, resolve_neuron
+from masnn.neurons.presets import NeuronDynamics, resolve_neuron
 
 
 class LIF(nn.Module):
@@ -20,7 +20,7 @@ class LIF(nn.Module):
 
     Args:
         neuron: a preset name from ``NEURON_PRESETS`` (``"paper"``, ``"biclab"``,
-            ``"msresnet"``, ``"spikingjelly"``, ``"plif"``) or a resolved ``NeuronSpec``.
+            ``"msresnet"``, ``"spikingjelly"``, ``"plif"``) or a resolved ``NeuronDynamics``.
         backend: a name from ``NEURON_BACKENDS``; resolved once, here.
         membrane_gate: optional module applied to the membrane ``U[t]`` at every step, before
             firing (paper Eq. 14, CA/SA at the ``membrane`` location).
@@ -38,7 +38,7 @@ class LIF(nn.Module):
 
     def __init__(
         self,
-        neuron: str | NeuronSpec = "paper",
+        neuron: str | NeuronDynamics = "paper",
         *,
         backend: str = "torch",
         membrane_gate: nn.Module | None = None,

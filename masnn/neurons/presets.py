@@ -1,7 +1,7 @@
 """Named neuron presets: the neuron of the paper, of the official code and of peer libraries.
 
 Each preset is a function taking only its own keyword arguments (validated) and returning a
-:class:`NeuronSpec`. Source tags: [P] paper, [C] official code, [SJ] SpikingJelly, [G] a value
+:class:`NeuronDynamics`. Source tags: [P] paper, [C] official code, [SJ] SpikingJelly, [G] a value
 neither the paper nor the official code states (our assumption).
 
 ==================  ======================================================================
@@ -39,7 +39,7 @@ from masnn.neurons.surrogate import Surrogate, make_surrogate
 
 
 @dataclass(frozen=True)
-class NeuronSpec:
+class NeuronDynamics:
     """A resolved neuron: its parameters, its spike function and learnable parts.
 
     Attributes:
@@ -58,7 +58,7 @@ class NeuronSpec:
     decay_input: bool = True
 
 
-NEURON_PRESETS: Registry[Callable[..., NeuronSpec]] = Registry("neuron preset")
+NEURON_PRESETS: Registry[Callable[..., NeuronDynamics]] = Registry("neuron preset")
 
 
 def _positive(name: str, value: float, preset: str) -> float:
@@ -82,7 +82,7 @@ def paper(
     v_reset: float = 0.0,
     detach_reset: bool = False,
     surrogate: str | Surrogate = "rect:0.5",
-) -> NeuronSpec:
+) -> NeuronDynamics:
     """Paper Eq. 3-5 with the official values (see the module table)."""
     p = LIFParams(
         v_th=_positive("v_th", v_th, "paper"),
@@ -90,24 +90,24 @@ def paper(
         v_reset=float(v_reset),
         detach_reset=bool(detach_reset),
     )
-    return NeuronSpec(p, make_surrogate(surrogate))
+    return NeuronDynamics(p, make_surrogate(surrogate))
 
 
 @NEURON_PRESETS.register("biclab")
 def biclab(
     v_th: float = 0.3, alpha: float = 0.3, surrogate: str | Surrogate = "rect:0.5"
-) -> NeuronSpec:
+) -> NeuronDynamics:
     """The official DVS cell: reset to threshold, then decay by ``alpha``."""
     v_th = _positive("v_th", v_th, "biclab")
     alpha = _unit("alpha", alpha, "biclab")
     p = LIFParams(v_th=v_th, decay=alpha, v_reset=alpha * v_th, detach_reset=False)
-    return NeuronSpec(p, make_surrogate(surrogate))
+    return NeuronDynamics(p, make_surrogate(surrogate))
 
 
 @NEURON_PRESETS.register("msresnet")
 def msresnet(
     v_th: float = 0.5, decay: float = 0.25, surrogate: str | Surrogate = "rect:1.0"
-) -> NeuronSpec:
+) -> NeuronDynamics:
     """The official ImageNet (MS-ResNet) neuron: strict ``>``, detached hard reset to 0."""
     p = LIFParams(
         v_th=_positive("v_th", v_th, "msresnet"),
@@ -115,7 +115,7 @@ def msresnet(
         v_reset=0.0,
         detach_reset=True,
     )
-    return NeuronSpec(p, make_surrogate(surrogate, strict=True))
+    return NeuronDynamics(p, make_surrogate(surrogate, strict=True))
 
 
 @NEURON_PRESETS.register("spikingjelly")
@@ -126,13 +126,13 @@ def spikingjelly(
     v_reset: float | None = 0.0,
     detach_reset: bool = False,
     surrogate: str | Surrogate = "sigmoid:4",
-) -> NeuronSpec:
+) -> NeuronDynamics:
     """SpikingJelly ``LIFNode`` semantics; ``v_reset=None`` gives the soft reset."""
     tau = _positive("tau", tau, "spikingjelly")
     if tau < 1:
         raise ValueError(f"neuron preset 'spikingjelly': tau must be >= 1, got {tau}")
     p = _sj_params(tau, decay_input, v_th, v_reset, detach_reset)
-    return NeuronSpec(p, make_surrogate(surrogate), decay_input=bool(decay_input))
+    return NeuronDynamics(p, make_surrogate(surrogate), decay_input=bool(decay_input))
 
 
 def _sj_params(
@@ -158,28 +158,28 @@ def plif(
     v_reset: float | None = 0.0,
     detach_reset: bool = True,
     surrogate: str | Surrogate = "atan:2",
-) -> NeuronSpec:
+) -> NeuronDynamics:
     """SpikingJelly ``ParametricLIFNode``: ``1/tau = sigmoid(w)`` learnable, ``init_tau = 2``."""
     init_tau = _positive("init_tau", init_tau, "plif")
     if init_tau <= 1:
         raise ValueError(f"neuron preset 'plif': init_tau must be > 1, got {init_tau}")
     p = _sj_params(init_tau, decay_input, v_th, v_reset, detach_reset)
     init_w = -math.log(init_tau - 1.0)  # sigmoid(w) = 1 / init_tau
-    return NeuronSpec(
+    return NeuronDynamics(
         p, make_surrogate(surrogate), learnable_tau=True, init_w=init_w, decay_input=decay_input
     )
 
 
-def resolve_neuron(neuron: str | NeuronSpec = "paper", **kwargs: object) -> NeuronSpec:
-    """Build a :class:`NeuronSpec` from a preset name and that preset's keyword arguments.
+def resolve_neuron(neuron: str | NeuronDynamics = "paper", **kwargs: object) -> NeuronDynamics:
+    """Build a :class:`NeuronDynamics` from a preset name and that preset's keyword arguments.
 
     Raises:
         ValueError: unknown preset (the message lists the presets) or a bad value.
         TypeError: a keyword the preset does not take (the message lists those it takes).
     """
-    if isinstance(neuron, NeuronSpec):
+    if isinstance(neuron, NeuronDynamics):
         if kwargs:
-            raise TypeError("neuron overrides cannot be combined with a resolved NeuronSpec")
+            raise TypeError("neuron overrides cannot be combined with a resolved NeuronDynamics")
         return neuron
     fn = NEURON_PRESETS.get(neuron)
     try:

@@ -29,12 +29,7 @@ def build_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
         "timesteps": cfg.data.timesteps,
         "input_size": data.in_shape,
         "attn": m.attn,
-        "placement": m.placement,
         "neuron": m.neuron,
-        "reduction_t": m.reduction_t,
-        "reduction_c": m.reduction_c,
-        "kernel_size": m.kernel_size,
-        "attn_relu": m.attn_relu,
     }
     clash = sorted(set(m.kwargs) & set(kwargs))
     if clash:

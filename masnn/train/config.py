@@ -22,6 +22,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from masnn._registry import suggest
+from masnn.attention import AttnCfg
 
 _SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -72,21 +73,52 @@ class DataCfg:
 
 @dataclass
 class ModelCfg:
-    """Which registered model, and the attention/neuron kwargs of ``masnn.create_model``.
+    """Which registered model, its attention and its neuron (``masnn.create_model``).
 
-    ``None`` means "the model's registered default". ``kwargs`` passes further architecture
-    arguments (e.g. ``channels``, ``hidden``); ``create_model`` validates them.
+    ``attn`` is the mapping of :class:`masnn.attention.AttnCfg` (``name``, ``placement``,
+    ``locations``, ``reduction_t``, ``reduction_c``, ``kernel_size``, ``relu``; ``null`` = the
+    placement's / the model's default). ``neuron`` is a preset name (``None`` = the model's
+    default). ``kwargs`` passes further architecture arguments (e.g. ``channels``, ``hidden``);
+    ``create_model`` validates them.
     """
 
     name: str = "ma_snn3_tiny"
-    attn: str | None = "ca"
-    placement: str | None = None
+    attn: AttnCfg = field(default_factory=lambda: AttnCfg("ca"))
     neuron: str | None = None
-    reduction_t: int | None = None
-    reduction_c: int | None = None
-    kernel_size: int | None = None
-    attn_relu: bool | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+#: Keys of the old flat ``model`` section -> their place in the ``model.attn`` mapping.
+_MOVED_TO_ATTN = {
+    "placement": "placement",
+    "reduction_t": "reduction_t",
+    "reduction_c": "reduction_c",
+    "kernel_size": "kernel_size",
+    "attn_relu": "relu",
+    "locations": "locations",
+}
+_ATTN_EXAMPLE = (
+    "model.attn is a mapping, e.g. attn: {name: tcsa, placement: paper, locations: {t: conv_pre}, "
+    "reduction_t: 5, reduction_c: 16, kernel_size: 7, relu: false} "
+    "(--set model.attn.name=ca --set model.attn.placement=code)"
+)
+
+
+def _check_model_section(model: Any) -> None:
+    """Old flat attention keys fail with the new form (``model.attn`` is a mapping)."""
+    if not isinstance(model, dict):
+        return
+    attn = model.get("attn")
+    if attn is not None and not isinstance(attn, dict):
+        raise ConfigError(
+            f"model.attn: got {attn!r}; {_ATTN_EXAMPLE}; write attn: {{name: {attn}}}"
+        )
+    for old, new in _MOVED_TO_ATTN.items():
+        if old in model:
+            raise ConfigError(f"model.{old} moved to model.attn.{new}; {_ATTN_EXAMPLE}")
+    for old, new in _MOVED_TO_ATTN.items():
+        if isinstance(model.get("kwargs"), dict) and old in model["kwargs"]:
+            raise ConfigError(f"model.kwargs.{old} moved to model.attn.{new}; {_ATTN_EXAMPLE}")
 
 
 @dataclass
@@ -267,11 +299,38 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
                 f"unknown config key {path!r}{suggest(path, full)}; valid keys here: {names}"
             )
         kwargs[key] = _check_value(path, value, hints[key])
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # a section's own validation (e.g. AttnCfg)
+        raise ConfigError(f"{prefix or 'config'}: {exc}") from None
+
+
+def migrate_saved_config(data: dict[str, Any]) -> dict[str, Any]:
+    """Upgrade a config saved by an older masnn (checkpoints, ``config.yaml``) to this shape.
+
+    Saved configs of masnn <= 0.x hold the flat ``model.attn`` string and ``model.placement`` /
+    ``reduction_*`` / ``kernel_size`` / ``attn_relu`` keys; they map one to one onto the
+    ``model.attn`` mapping (``null`` meant "the model's default" then as now). Only saved
+    configs are migrated: a user's YAML or ``--set`` with the old keys fails (new form shown).
+    """
+    out = json.loads(json.dumps(data))  # deep copy of plain data
+    model = out.get("model")
+    if not isinstance(model, dict) or isinstance(model.get("attn"), dict):
+        return out
+    attn: dict[str, Any] = {"name": model.pop("attn", None) or "none"}
+    for old, new in _MOVED_TO_ATTN.items():
+        value = model.pop(old, None)
+        if old == "locations" and isinstance(model.get("kwargs"), dict):
+            value = model["kwargs"].pop("locations", value)
+        if value is not None:
+            attn[new] = value
+    model["attn"] = attn
+    return out
 
 
 def config_from_dict(data: dict[str, Any] | None) -> TrainConfig:
     """Build a :class:`TrainConfig` from a nested mapping; strict (see the module docstring)."""
+    _check_model_section((data or {}).get("model"))
     cfg = _build(TrainConfig, data or {})
     validate(cfg)
     return cfg

@@ -186,6 +186,16 @@ class EvalStats:
         return [row[i] / sum(row) if sum(row) else None for i, row in enumerate(self.confusion)]
 
 
+def primary_prediction(out: Tensor) -> Tensor:
+    """The primary prediction per sample from ``k`` clips' outputs ``(k, B, K)``: the majority
+    vote over clips, ties broken towards the summed output, then the lowest class index."""
+    pred = out.argmax(-1)  # (k, B)
+    votes = torch.zeros(out.shape[1], out.shape[-1], device=out.device)
+    votes.scatter_add_(1, pred.t(), torch.ones_like(pred.t(), dtype=votes.dtype))
+    score = votes + 1e-6 * torch.softmax(out.sum(0), -1)
+    return score.argmax(1)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -235,11 +245,7 @@ def evaluate(
         hit = (pred == yk).float()  # (k, B)
         single += hit[0].sum().item()
         official += (hit.mean(0) > 0.5).sum().item()
-        votes = torch.zeros(b, out.shape[-1], device=out.device)
-        votes.scatter_add_(1, pred.t(), torch.ones_like(pred.t(), dtype=votes.dtype))
-        # ties broken towards the summed output, then the lowest class index
-        score = votes + 1e-6 * torch.softmax(out.sum(0), -1)
-        primary = score.argmax(1)
+        primary = primary_prediction(out)
         major += (primary == y).sum().item()
         n += b
         if conf is None:

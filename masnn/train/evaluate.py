@@ -18,7 +18,7 @@ from masnn.train.build import (
     format_accounting,
     load_weights,
 )
-from masnn.train.config import apply_overrides, config_from_dict
+from masnn.train.config import apply_overrides, config_from_dict, migrate_saved_config
 from masnn.train.data import build_data
 from masnn.train.distributed import DistInfo
 from masnn.train.setup import torch_globals_restored
@@ -44,7 +44,7 @@ def evaluate_checkpoint(
 def _evaluate_checkpoint(path: str, split: str, overrides: list[str] | None) -> dict[str, Any]:
     state = ckpt_io.load_checkpoint(path)
     check_finite_weights(state["model"], path)
-    raw = state["config"]
+    raw = migrate_saved_config(state["config"])
     if overrides:
         bad = [o for o in overrides if not o.startswith("data.")]
         if bad:
@@ -96,7 +96,7 @@ def load_model(path: str | os.PathLike[str], *, map_location: str = "cpu") -> nn
     """
     state = ckpt_io.load_checkpoint(path)
     check_finite_weights(state["model"], path)
-    cfg = config_from_dict(state["config"])
+    cfg = config_from_dict(migrate_saved_config(state["config"]))
     if "num_classes" not in state or "in_shape" not in state:
         raise ckpt_io.CheckpointError(
             f"{path}: written by an older masnn without the model's input size; use "

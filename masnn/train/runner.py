@@ -41,7 +41,7 @@ from masnn.train.build import (  # noqa: F401 - re-exported (older imports)
     make_optimizer,
     make_scheduler,
 )
-from masnn.train.config import TrainConfig, config_from_dict, dump_config
+from masnn.train.config import TrainConfig, config_from_dict, dump_config, migrate_saved_config
 from masnn.train.data import build_data, fingerprint
 from masnn.train.distributed import DistInfo
 from masnn.train.loop import Console, RunState, Trainer
@@ -60,7 +60,7 @@ def _load_resume(resume: Any, cfg: TrainConfig) -> tuple[Path, dict[str, Any]]:
             f"{path}: cannot resume from it (no {', '.join(missing)}); resume from the "
             "run's checkpoint.pt (best.pt holds only the selected weights)"
         )
-    saved = config_from_dict(state["config"])
+    saved = config_from_dict(migrate_saved_config(state["config"]))
     if saved.hash() != cfg.hash():
         raise MasnnError(
             f"--resume {path}: the checkpoint was made with another config "

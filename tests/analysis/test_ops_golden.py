@@ -165,6 +165,49 @@ def test_table5_cbam_ca_macs_on_the_model() -> None:
     assert ops.layers["features.0.conv"].mac_calls == 1  # the encoding layer is a MAC layer
 
 
+def test_input_layer_is_a_mac_layer_by_position_even_on_binary_frames() -> None:
+    # paper Eq. 17: the encoding layer is a MAC layer whatever its input values; binary event
+    # frames (every pixel 0/1) must not turn it into an AC layer with 0 MACs
+    models = pytest.importorskip("masnn.models")
+    m = models.create_model("ma_snn3_tiny", attn="none", timesteps=4).eval()
+    assert m.input_layer() == "features.0.conv"
+    x = (torch.rand(4, 2, 2, 32, 32) < 0.2).float()  # binary
+    with torch.no_grad(), OpsCounter(m) as ops:
+        m(x)
+    enc = ops.layers["features.0.conv"]
+    assert enc.mac_calls == 1 and enc.ac_calls == 0 and enc.mac_dense > 0
+    assert enc.mac_exact == pytest.approx(
+        float(ones_conv(m.features[0].conv, x.flatten(0, 1)).sum())
+    )
+    assert all(r.ac_calls == 1 and r.mac_calls == 0 for n, r in ops.layers.items() if n != enc.name)
+    # an explicit input_layer for a plain module (no input_layer() of its own)
+    with pytest.raises(ValueError, match="not a module"):
+        OpsCounter(m, input_layer="features.9.conv")
+    seq = nn.Sequential(SeqToBatch(nn.Linear(6, 4)))
+    with torch.no_grad(), OpsCounter(seq, input_layer="0.module") as ops3:
+        seq((torch.rand(5, 3, 6) < 0.5).float())
+    assert ops3.layers["0.module"].mac_calls == 1 and ops3.layers["0.module"].ac_calls == 0
+
+
+def test_pooled_gates_run_their_map_once_per_sample_in_the_paper_convention() -> None:
+    # code placement: CA pooled over (T, H, W) runs its MLP once per sample, not T times
+    m = _ma_snn3_code("ca", timesteps=6)
+    with torch.no_grad(), OpsCounter(m) as ops:
+        m(torch.rand(6, 1, 2, 32, 32))
+    paper = sum(a.macs["paper_table5"] for a in ops.attention.values())
+    assert paper == 2 * 64 * 8 + 2 * 128 * 16 + 2 * 128 * 16 == 9_216  # r_c = 8, once
+    m = _ma_snn3_code("sa", timesteps=6)
+    with torch.no_grad(), OpsCounter(m) as ops:
+        m(torch.rand(6, 1, 2, 32, 32))
+    paper = sum(a.macs["paper_table5"] for a in ops.attention.values())
+    assert paper == 2 * 9 * (32 * 32 + 16 * 16 + 8 * 8)  # k = 3, one map per sample
+
+
+def _ma_snn3_code(attn: str, timesteps: int):
+    models = pytest.importorskip("masnn.models")
+    return models.create_model("ma_snn3", attn=attn, placement="code", timesteps=timesteps).eval()
+
+
 @pytest.mark.golden
 def test_table5_simam_macs_reproduced() -> None:
     # 4 ops per element per step + 1 per layer: 4 * 60 * (65,536 + 32,768 + 8,192) + 3

@@ -10,12 +10,13 @@ from torch import nn
 
 from masnn.attention import (
     ATTENTION,
+    GATES,
+    AttnCfg,
     MembraneAttention,
     MultiDimAttention,
     PlacedAttention,
     create_attn,
 )
-from masnn.attention.factory import SLOT_OF
 from masnn.layers import AttnLIF
 
 T, B, C, H, W = 4, 2, 6, 5, 7  # H != W on purpose
@@ -23,7 +24,7 @@ NAMES = [n for n in ATTENTION.names() if n != "none"]
 
 
 def _valid_locations(name: str) -> list[str]:
-    has_t = any(SLOT_OF[k] == "t" for k in ATTENTION.get(name).kinds)
+    has_t = any(GATES.get(k).slot == "t" for k in ATTENTION.get(name).kinds)
     return ["conv_pre", "conv_post"] + ([] if has_t else ["membrane", "residual"])
 
 
@@ -87,7 +88,7 @@ def test_contract(name: str, location: str, placement: str, dtype: torch.dtype) 
 @pytest.mark.parametrize("name", ATTENTION.names())
 @pytest.mark.parametrize("placement", ["paper", "code"])
 def test_attn_lif_every_parameter_gets_a_gradient(name: str, placement: str) -> None:
-    layer = AttnLIF(C, T, attn=name, placement=placement)
+    layer = AttnLIF(C, T, attn=AttnCfg(name, placement=placement))
     x = torch.randn(T, B, C, H, W, generator=torch.Generator().manual_seed(2))
     x = (x + 0.5).requires_grad_(True)
     seen_u: list[torch.Tensor] = []
@@ -109,7 +110,7 @@ def test_wrong_timesteps_for_ta_names_expected_and_actual(name: str, location: s
     m = create_attn(name, C, T, "code", location=location)
     with pytest.raises(ValueError, match=rf"T={T}\b.*T={T + 1}\b"):
         m(torch.randn(T + 1, B, C, H, W))
-    layer = AttnLIF(C, T, attn=name)
+    layer = AttnLIF(C, T, attn=AttnCfg(name))
     with pytest.raises(ValueError, match=rf"T={T}\b.*T={T + 1}\b"):
         layer(torch.randn(T + 1, B, C, H, W))
 
@@ -142,9 +143,9 @@ def test_unknown_values_list_the_allowed_ones() -> None:
     with pytest.raises(ValueError, match=r"residual"):
         create_attn("tcsa", C, T, location="residual")
     with pytest.raises(ValueError, match=r"allowed: \['t', 'c', 's'\]"):
-        AttnLIF(C, T, attn="ca", locations={"x": "membrane"})
+        AttnLIF(C, T, attn=AttnCfg("ca", locations={"x": "membrane"}))
     with pytest.raises(ValueError, match=r"allowed: \['conv_pre', 'conv_post'\]"):
-        AttnLIF(C, T, attn="ta", locations={"t": "membrane"})
+        AttnLIF(C, T, attn=AttnCfg("ta", locations={"t": "membrane"}))
 
 
 @pytest.mark.parametrize("name", ATTENTION.names())
@@ -230,11 +231,11 @@ def test_hidden_size_never_zero() -> None:
     "name,placement", list(itertools.product(["ta", "none"], ["paper", "code"]))
 )
 def test_fc_temporal_attention(name: str, placement: str) -> None:
-    layer = AttnLIF(10, T, attn=name, placement=placement, fc=True)
+    layer = AttnLIF(10, T, fc=True, attn=AttnCfg(name, placement=placement))
     out = layer(torch.rand(T, B, 10))
     assert out.shape == (T, B, 10)
     with pytest.raises(ValueError, match="allowed: \\['none', 'ta'\\]"):
-        AttnLIF(10, T, attn="tca", fc=True)
+        AttnLIF(10, T, fc=True, attn=AttnCfg("tca"))
 
 
 def test_gates_and_neuron_state_stay_fp32_under_bf16_autocast() -> None:

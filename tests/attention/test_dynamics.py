@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from masnn.attention import AttnCfg
 from masnn.layers import AttnLIF, SpikingConvBlock
-from masnn.neurons import lif_multistep, resolve_neuron
+from masnn.neurons import NeuronSpec, lif_multistep, resolve_neuron
 
 V_TH, BETA = 0.3, 0.3  # the paper preset's constants
 
@@ -50,7 +51,7 @@ def test_constant_gate_trajectory_distinguishes_membrane_from_current(attn: str)
     x_seq = torch.full((steps, 1, 4, 2, 3), x, dtype=torch.float64)
     spikes = {}
     for where in ("membrane", "conv_post"):
-        layer = AttnLIF(4, steps, attn=attn, locations={"c": where, "s": where}).double()
+        layer = AttnLIF(4, steps, attn=AttnCfg(attn, locations={"c": where, "s": where})).double()
         _half_gate(layer)
         gated = _record(layer.lif.membrane_gate if where == "membrane" else layer.post_attn)
         out = layer(x_seq)
@@ -91,7 +92,9 @@ def _perturb_last(x: torch.Tensor, amount: float = 50.0) -> torch.Tensor:
 def test_per_step_gates_are_causal(attn: str, locations: dict[str, str] | None) -> None:
     torch.manual_seed(0)
     steps = 6
-    block = SpikingConvBlock(2, 8, steps, attn=attn, locations=locations, pool="avg").eval()
+    block = SpikingConvBlock(
+        2, 8, steps, pool="avg", attn=AttnCfg(attn, locations=locations)
+    ).eval()
     lif = block.neuron.lif
     x = (torch.rand(steps, 3, 2, 8, 10) < 0.4).float()
     with torch.no_grad():
@@ -130,7 +133,7 @@ def _negative_feedback(layer: nn.Module) -> None:
 )
 def test_whole_window_gates_are_not_causal(attn: str, placement: str) -> None:
     steps = 4
-    layer = AttnLIF(4, steps, attn=attn, placement=placement).eval()
+    layer = AttnLIF(4, steps, attn=AttnCfg(attn, placement=placement)).eval()
     _negative_feedback(layer)
     seen = _record(layer.post_attn)
     x = torch.full((steps, 2, 4, 5, 6), 1.5)
@@ -176,8 +179,8 @@ def test_biclab_real_membrane_gates_never_increase_spikes(seed: int, attn: str) 
     torch.manual_seed(seed)
     steps = 5
     x = torch.rand(steps, 2, 4, 3, 5) * 0.6
-    gated = AttnLIF(4, steps, attn=attn, neuron="biclab")
-    plain = AttnLIF(4, steps, attn="none", neuron="biclab")
+    gated = AttnLIF(4, steps, attn=AttnCfg(attn), neuron=NeuronSpec("biclab"))
+    plain = AttnLIF(4, steps, attn=AttnCfg("none"), neuron=NeuronSpec("biclab"))
     with torch.no_grad():
         assert (gated(x) <= plain(x)).all()
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from masnn.attention import MembraneAttention, MultiDimAttention
+from masnn.attention import AttnCfg, MembraneAttention, MultiDimAttention
 from masnn.layers import AttnLIF, SeqToBatch, SpikingConvBlock, SpikingLinearBlock
-from masnn.neurons import LIF
+from masnn.neurons import LIF, NeuronSpec
 
 T, B = 4, 2
 
@@ -24,7 +24,7 @@ def test_seq_to_batch_folds_time_into_batch() -> None:
 
 
 def test_three_layer_net_order_conv_bn_avgpool_attention_lif() -> None:
-    blk = SpikingConvBlock(2, 8, T, pool="avg", attn="tcsa")
+    blk = SpikingConvBlock(2, 8, T, pool="avg", attn=AttnCfg("tcsa"))
     assert [n for n, _ in blk.named_children()] == ["conv", "bn", "pool", "neuron"]
     assert blk.pre_attn is None and isinstance(blk.pool, nn.AvgPool2d)
     assert isinstance(blk.neuron.lif, LIF)
@@ -40,7 +40,9 @@ def test_three_layer_net_order_conv_bn_avgpool_attention_lif() -> None:
 
 
 def test_five_layer_net_pools_spikes_after_the_neuron() -> None:
-    blk = SpikingConvBlock(2, 4, T, bias=False, pool="max", pool_after_neuron=True, neuron="plif")
+    blk = SpikingConvBlock(
+        2, 4, T, bias=False, pool="max", pool_after_neuron=True, neuron=NeuronSpec("plif")
+    )
     assert blk.conv.bias is None
     out = blk(torch.rand(T, B, 2, 8, 12))
     assert out.shape == (T, B, 4, 4, 6)
@@ -48,15 +50,28 @@ def test_five_layer_net_pools_spikes_after_the_neuron() -> None:
 
 
 def test_bn_statistics_are_shared_over_time() -> None:
-    blk = SpikingConvBlock(1, 1, T)
-    x = torch.arange(T, dtype=torch.float32)[:, None, None, None, None].expand(T, B, 1, 3, 5)
-    blk(x.contiguous())
-    # one running mean over all T frames, not one per step
-    assert blk.bn.running_mean.shape == (1,)
+    # frames with very different currents: one BN over all T*B frames, not one per step
+    blk = SpikingConvBlock(1, 2, T)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    blk.bn.register_forward_hook(lambda _m, a, out: seen.append((a[0].detach(), out.detach())))
+    x = torch.rand(T, B, 1, 3, 5) + torch.arange(T, dtype=torch.float32)[:, None, None, None, None]
+    blk(x)
+    ((cur, out),) = seen  # one call: time folded into the batch
+    assert cur.shape == (T * B, 2, 3, 5)
+    mean = cur.mean(dim=(0, 2, 3))  # over every frame of every step
+    var = cur.var(dim=(0, 2, 3), unbiased=False)
+    ref = (cur - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + blk.bn.eps)
+    torch.testing.assert_close(out, ref * blk.bn.weight[None, :, None, None])
+    torch.testing.assert_close(blk.bn.running_mean, 0.1 * mean)
+    # per-step statistics would centre every step; shared ones keep the step-to-step ramp
+    per_step = out.unflatten(0, (T, B)).mean(dim=(1, 3, 4))  # (T, C)
+    assert (per_step[-1] - per_step[0]).abs().min() > 1.0
 
 
 def test_conv_pre_location_gates_the_input_spikes() -> None:
-    blk = SpikingConvBlock(3, 8, T, attn="tcsa", locations={"t": "conv_pre", "c": "conv_pre"})
+    blk = SpikingConvBlock(
+        3, 8, T, attn=AttnCfg("tcsa", locations={"t": "conv_pre", "c": "conv_pre"})
+    )
     assert isinstance(blk.pre_attn, MultiDimAttention)
     assert blk.pre_attn.ta is not None and blk.pre_attn.ca.channels == 3  # conv input channels
     assert blk.pre_attn.relu is None
@@ -67,11 +82,13 @@ def test_conv_pre_location_gates_the_input_spikes() -> None:
     blk(torch.rand(T, B, 3, 6, 6))
     assert seen[0][0].shape == (T, B, 3, 6, 6) and (seen[0][1] <= seen[0][0]).all()
     with pytest.raises(ValueError, match="SpikingConvBlock"):
-        AttnLIF(8, T, attn="ca", locations={"c": "conv_pre"})
+        AttnLIF(8, T, attn=AttnCfg("ca", locations={"c": "conv_pre"}))
 
 
 def test_code_placement_block_matches_the_official_data_flow() -> None:
-    blk = SpikingConvBlock(2, 8, T, pool="avg", attn="tcsa", placement="code", neuron="biclab")
+    blk = SpikingConvBlock(
+        2, 8, T, pool="avg", attn=AttnCfg("tcsa", placement="code"), neuron=NeuronSpec("biclab")
+    )
     post = blk.neuron.post_attn
     assert blk.neuron.lif.membrane_gate is None
     assert post.relu is not None and not post.ca.per_step and post.sa.kernel_size == 3
@@ -80,15 +97,15 @@ def test_code_placement_block_matches_the_official_data_flow() -> None:
 
 def test_relu_only_control() -> None:
     x = torch.randn(T, B, 4, 3, 5)
-    ctrl = AttnLIF(4, T, attn="none", attn_relu=True)
-    plain = AttnLIF(4, T, attn="none")
+    ctrl = AttnLIF(4, T, attn=AttnCfg("none", relu=True))
+    plain = AttnLIF(4, T, attn=AttnCfg("none"))
     assert plain.post_attn is None and ctrl.post_attn.relu is not None
     ref = LIF("paper")
     torch.testing.assert_close(ctrl(x), ref(x.relu()))
     torch.testing.assert_close(plain(x), ref(x))
     # the code adds its ReLU only with attention on; the control isolates that confound
-    assert AttnLIF(4, T, attn="none", placement="code").post_attn is None
-    assert AttnLIF(4, T, attn="ca", placement="code").post_attn.relu is not None
+    assert AttnLIF(4, T, attn=AttnCfg("none", placement="code")).post_attn is None
+    assert AttnLIF(4, T, attn=AttnCfg("ca", placement="code")).post_attn.relu is not None
 
 
 @pytest.mark.parametrize(
@@ -102,29 +119,43 @@ def test_relu_only_control() -> None:
     ],
 )
 def test_linear_block_takes_only_temporal_attention(attn, placement, has_ta, has_relu) -> None:
-    blk = SpikingLinearBlock(10, 6, T, attn=attn, placement=placement)
+    blk = SpikingLinearBlock(10, 6, T, attn=AttnCfg(attn, placement=placement))
     post = blk.neuron.post_attn
     assert (post is not None and post.ta is not None) == has_ta
     assert (post is not None and post.relu is not None) == has_relu
     assert blk(torch.randn(T, B, 10)).shape == (T, B, 6)
 
 
+def test_linear_block_takes_ta_at_conv_pre() -> None:
+    # paper Table 4's TA Conv-PRE row: TA on the FC layer's input spikes, before the linear map
+    blk = SpikingLinearBlock(10, 6, T, attn=AttnCfg("ta", locations={"t": "conv_pre"}))
+    assert isinstance(blk.pre_attn, MultiDimAttention) and blk.pre_attn.ta is not None
+    assert blk.neuron.post_attn is None
+    seen: list[torch.Tensor] = []
+    blk.fc.register_forward_hook(lambda _m, a, _o: seen.append(a[0].detach()))
+    x = (torch.rand(T, B, 10) < 0.5).float()
+    blk(x)
+    torch.testing.assert_close(seen[0], blk.pre_attn(x).flatten(0, 1))  # gated spikes
+    code = SpikingLinearBlock(10, 6, T, attn=AttnCfg("ta", "code", locations={"t": "conv_pre"}))
+    assert code.pre_attn.relu is None and code.neuron.post_attn.relu is not None  # ReLU on X
+
+
 def test_linear_block_relu_control_and_no_bn() -> None:
-    blk = SpikingLinearBlock(10, 6, T, attn="none", attn_relu=True, bn=False)
+    blk = SpikingLinearBlock(10, 6, T, bn=False, attn=AttnCfg("none", relu=True))
     assert blk.bn is None and blk.neuron.post_attn.relu is not None
     x = torch.randn(T, B, 10)
     torch.testing.assert_close(blk(x), LIF("paper")(blk.fc(x).relu()))
 
 
 def test_neuron_kwargs_reach_the_lif() -> None:
-    blk = SpikingConvBlock(2, 4, T, neuron="paper", v_th=0.5, beta=0.2)
+    blk = SpikingConvBlock(2, 4, T, neuron=NeuronSpec("paper", kwargs={"v_th": 0.5, "beta": 0.2}))
     assert blk.neuron.lif.spec.params.v_th == 0.5 and blk.neuron.lif.spec.params.decay == 0.2
     with pytest.raises(TypeError, match="accepted"):
-        SpikingConvBlock(2, 4, T, neuron="paper", tau=2.0)
+        SpikingConvBlock(2, 4, T, neuron=NeuronSpec("paper", kwargs={"tau": 2.0}))
 
 
 def test_block_input_validation() -> None:
-    blk = SpikingConvBlock(2, 4, T, attn="ta")
+    blk = SpikingConvBlock(2, 4, T, attn=AttnCfg("ta"))
     with pytest.raises(ValueError, match="C=2"):
         blk(torch.rand(T, B, 3, 4, 4))
     with pytest.raises(ValueError, match=r"T=4\b.*T=5\b"):
@@ -134,11 +165,11 @@ def test_block_input_validation() -> None:
     with pytest.raises(ValueError, match="allowed"):
         SpikingConvBlock(2, 4, T, pool="min")
     with pytest.raises(ValueError, match="allowed"):
-        SpikingConvBlock(2, 4, T, attn="tcsa", placement="official")
+        SpikingConvBlock(2, 4, T, attn=AttnCfg("tcsa", placement="official"))
 
 
 def test_no_state_across_calls() -> None:
-    blk = SpikingConvBlock(2, 4, T, attn="tcsa").eval()
+    blk = SpikingConvBlock(2, 4, T, attn=AttnCfg("tcsa")).eval()
     x = torch.rand(T, B, 2, 6, 5)
     with torch.no_grad():
         a = blk(x)
@@ -147,7 +178,7 @@ def test_no_state_across_calls() -> None:
 
 
 def test_hooks_see_ta_weights_and_membrane_maps() -> None:
-    blk = SpikingConvBlock(2, 8, T, attn="tcsa")
+    blk = SpikingConvBlock(2, 8, T, attn=AttnCfg("tcsa"))
     got: dict[str, list[torch.Size]] = {}
     for name, m in blk.named_modules():
         if name.endswith("gate") and not name.endswith("membrane_gate"):

@@ -127,3 +127,20 @@ def test_wrong_input_rank_or_channels():
         m(torch.zeros(2, 2, 3, 32, 32))
     with pytest.raises(ValueError, match="time-major"):
         m(torch.zeros(2, 2, 32, 32))
+
+
+def test_ta_conv_pre_reaches_every_layer_of_the_table4_row():
+    # configs/table4_ta_conv_pre.yaml: TA at Conv-PRE in the conv layers *and* the FC layers
+    from pathlib import Path
+
+    from masnn.attention import TemporalAttention
+    from masnn.train.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "table4_ta_conv_pre.yaml")
+    assert cfg.model.attn.locations == {"t": "conv_pre"}
+    m = create_model("ma_snn3", attn=cfg.model.attn, timesteps=4, channels=(4, 8, 8), hidden=16)
+    where = {n for n, mod in m.named_modules() if isinstance(mod, TemporalAttention)}
+    layers = [f"features.{i}" for i in range(3)] + ["fc1", "fc2"]
+    assert where == {f"{layer}.pre_attn.ta" for layer in layers}
+    out = m(event_counts((4, 2, 2, 32, 32)))
+    assert out.shape == (2, 11) and torch.isfinite(out).all()

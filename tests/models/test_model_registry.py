@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import masnn
@@ -104,13 +106,19 @@ def test_assumptions_are_recorded():
 
 
 def test_model_cfg_validation():
+    args = model_cfg("ma_snn3").args
     with pytest.raises(ValueError, match="neuron_count must be one of"):
-        ModelCfg("x", "f", "p", (2, 8, 8), 4, 2, "some")
+        ModelCfg("x", "f", "p", "some", args)
     with pytest.raises(ValueError, match="unknown source tags"):
-        ModelCfg("x", "f", "p", (2, 8, 8), 4, 2, "all_lif", sources={"a": "guess"})
-    cfg = ModelCfg("x", "f", "p", (2, 8, 8), 4, 2, "all_lif", defaults={"a": 1})
+        ModelCfg("x", "f", "p", "all_lif", args, sources={"a": "guess"})
+    with pytest.raises(ValueError, match="input_size"):
+        ModelCfg("x", "f", "p", "all_lif", dataclasses.replace(args, input_size=(2, 0, 8)))
+    cfg = ModelCfg("x", "f", "p", "all_lif", args)
+    assert cfg.defaults["hidden"] == 256
     with pytest.raises(TypeError):
-        cfg.defaults["a"] = 2  # frozen
+        cfg.defaults["hidden"] = 2  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.args.hidden = 2  # type: ignore[misc]
 
 
 def test_bad_architecture_values():

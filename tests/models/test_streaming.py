@@ -15,6 +15,15 @@ CASES = {
     "ma_snn3-ca": ("ma_snn3", dict(attn="ca"), (2, 16, 12)),
     "ma_snn3-sa": ("ma_snn3", dict(attn="sa"), (2, 16, 12)),
     "ma_snn3-csa": ("ma_snn3", dict(attn="csa"), (2, 16, 12)),
+    # every per-step gate streams, whatever its kind or location (decided from the modules)
+    "ma_snn3-eca": ("ma_snn3", dict(attn="eca"), (2, 16, 12)),
+    "ma_snn3-simam": ("ma_snn3", dict(attn="simam"), (2, 16, 12)),
+    "ma_snn3-csa-conv_post": (
+        "ma_snn3",
+        dict(attn="csa", locations={"c": "conv_post", "s": "membrane"}),
+        (2, 16, 12),
+    ),
+    "ma_snn3-csa-conv_pre": ("ma_snn3", dict(attn="csa", locations={"c": "conv_pre"}), (2, 16, 12)),
     "ma_snn5-csa": ("ma_snn5", dict(attn="csa", neuron_kwargs={"v_th": 0.3}), (2, 32, 32)),
     "ms_resnet18-csa-1": ("ms_resnet18", dict(attn="csa", num_classes=10), (3, 16, 16)),
     "ms_resnet18-csa-2": ("ms_resnet18", dict(attn="csa", att_res=2, num_classes=10), (3, 16, 16)),
@@ -102,12 +111,31 @@ def test_state_is_one_membrane_per_lif():
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [
-        ("ma_snn3", dict(attn="tcsa"), "temporal attention"),
-        ("ma_snn3", dict(attn="ta"), "non-causal"),
-        ("ma_snn5", dict(), "temporal attention"),
-        ("ma_snn3", dict(attn="csa", placement="code"), "pools the CA/SA gates over all T"),
-        ("ms_resnet18", dict(placement="code"), "non-causal"),
-        ("ma_snn3", dict(attn="eca"), "temporal attention|non-causal"),
+        (
+            "ma_snn3",
+            dict(attn="tcsa"),
+            r"module 'features\.0\.neuron\.post_attn\.ta' \(TemporalAttention\) is temporal "
+            "attention",
+        ),
+        ("ma_snn3", dict(attn="ta"), r"'features\.0\.neuron\.post_attn\.ta'.*non-causal"),
+        (
+            "ma_snn3",
+            dict(attn="ta", locations={"t": "conv_pre"}),
+            r"'features\.0\.pre_attn\.ta' \(TemporalAttention\) is temporal attention",
+        ),
+        ("ma_snn5", dict(), r"'features\.0\.neuron\.post_attn\.ta'.*temporal attention"),
+        (
+            "ma_snn3",
+            dict(attn="csa", placement="code"),
+            r"'features\.0\.neuron\.post_attn\.ca' \(ChannelAttention\) pools over all T",
+        ),
+        (
+            "ma_snn3",
+            dict(attn="eca", placement="code"),
+            r"'features\.0\.neuron\.post_attn\.ca' \(EfficientChannelAttention\) pools over "
+            "all T",
+        ),
+        ("ms_resnet18", dict(placement="code"), r"'stages\.0\.0\.attn\.ca'.*non-causal"),
     ],
 )
 def test_non_causal_models_refused(name, kwargs, match):

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from masnn.attention import AttnCfg
 from masnn.models import create_model
 from masnn.train import checkpoint as ckpt_io
-from masnn.train.config import config_from_dict
+from masnn.train.config import ConfigError, config_from_dict, migrate_saved_config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "ckpt_schema1.pt"
 
@@ -17,7 +18,10 @@ FIXTURE = Path(__file__).resolve().parents[1] / "data" / "ckpt_schema1.pt"
 def test_schema1_fixture_loads_and_reproduces_its_logits() -> None:
     ckpt = ckpt_io.load_checkpoint(FIXTURE)  # weights_only=True inside
     assert ckpt["schema_version"] == 1
-    cfg = config_from_dict(ckpt["config"])  # the saved config is still strictly valid
+    with pytest.raises(ConfigError, match="model.attn: got 'tcsa'"):
+        config_from_dict(ckpt["config"])  # the flat attention keys of schema 1 ...
+    cfg = config_from_dict(migrate_saved_config(ckpt["config"]))  # ... migrate one to one
+    assert cfg.model.attn == AttnCfg("tcsa")
     model = create_model(
         cfg.model.name,
         num_classes=11,

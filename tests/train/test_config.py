@@ -19,7 +19,7 @@ from masnn.train.config import (
 def test_defaults_are_the_main_job() -> None:
     cfg = load_config()
     assert cfg.data.dataset == "synth_gesture"
-    assert cfg.model.attn == "ca"  # chosen by validation accuracy (docs/training.md)
+    assert cfg.model.attn.name == "ca"  # chosen by validation accuracy (docs/training.md)
     assert isinstance(cfg, TrainConfig)
 
 

@@ -37,18 +37,19 @@ def test_every_yaml_has_a_table_row_and_back() -> None:
 def test_hyper_parameters_match_the_table(path: Path) -> None:
     cfg = load_config(path)
     row = table_rows()[path.stem]
-    placement = cfg.model.placement
-    loc = cfg.model.kwargs.get("locations")
+    a = cfg.model.attn
+    placement = a.placement
+    loc = a.locations
     if loc:
         ((slot, where),) = loc.items()
         placement += f" ({slot}: {where})"
     expect = {
         "dt (ms)": str(cfg.data.dt_ms),
         "T": str(cfg.data.timesteps),
-        "attn": cfg.model.attn,
-        "r_t": str(cfg.model.reduction_t),
-        "r_c": str(cfg.model.reduction_c),
-        "kernel": str(cfg.model.kernel_size),
+        "attn": a.name,
+        "r_t": str(a.reduction_t),
+        "r_c": str(a.reduction_c),
+        "kernel": str(a.kernel_size),
         "placement": placement,
         "optimiser": cfg.optim.name,
         "lr": str(cfg.optim.lr),
@@ -65,18 +66,15 @@ def test_hyper_parameters_match_the_table(path: Path) -> None:
         num_classes=k,
         timesteps=cfg.data.timesteps,
         input_size=size,
-        attn=cfg.model.attn,
-        placement=cfg.model.placement,
+        attn=a,
         neuron=cfg.model.neuron,
-        reduction_t=cfg.model.reduction_t,
-        reduction_c=cfg.model.reduction_c,
-        kernel_size=cfg.model.kernel_size,
-        attn_relu=cfg.model.attn_relu,
         **cfg.model.kwargs,
     )
     args = model.model_args
+    fields = {"attn": "name", "attn_relu": "relu", "locations": "locations"}
     for key in ("attn", "placement", "reduction_t", "reduction_c", "kernel_size", "attn_relu"):
-        assert args[key] == getattr(cfg.model, key), key
+        assert args[key] == getattr(a, fields.get(key, key)), key
+    assert args["locations"] == a.locations
     # the target number is the one the YAML's notes cite, and the source tag is a known one
     if "->" in cfg.notes:
         assert row["target (%)"] == cfg.notes.split("->")[-1].strip()
