@@ -8,16 +8,20 @@ Tensors are time-major, ``[T, B, C, H, W]`` (see :mod:`masnn.layout`).
 
 from typing import Any
 
-from masnn.attention import create_attn
+from masnn.attention import AttnCfg, create_attn, register_gate
 from masnn.models import create_model, list_models, register_model
+from masnn.neurons import NeuronSpec
 from masnn.version import __version__
 
 __all__ = [
+    "AttnCfg",
+    "NeuronSpec",
     "__version__",
     "create_attn",
     "create_model",
     "list_models",
     "load_model",
+    "register_gate",
     "register_model",
 ]
 

@@ -169,7 +169,7 @@ class SimAM(nn.Module):
         return f"channels={self.channels}, per_step={self.per_step}, lam={self.lam:g}"
 
 
-def _ca_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
+def _ca_macs(module: ChannelAttention, x: Tensor) -> dict[str, float]:
     steps, b, c, hw, gates, pool = pooled_counts(module, x)
     h = mlp_hidden(module)
     paper = gates * 2 * c * h
@@ -177,7 +177,7 @@ def _ca_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
     return {"paper_table5": b * paper, "full": b * full}
 
 
-def _eca_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
+def _eca_macs(module: EfficientChannelAttention, x: Tensor) -> dict[str, float]:
     steps, b, c, hw, gates, pool = pooled_counts(module, x)
     k = int(module.conv.kernel_size[0])
     paper = gates * c * k

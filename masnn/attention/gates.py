@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
@@ -45,7 +45,7 @@ class GateHyper(NamedTuple):
 #: ``build(channels, timesteps, hp, per_step) -> module``.
 GateBuilder = Callable[[int, int, GateHyper, bool], nn.Module]
 #: ``macs(module, x) -> {convention: MACs}`` for one call on ``x`` (all samples).
-GateMacs = Callable[[nn.Module, Tensor], Mapping[str, float]]
+GateMacs = Callable[[Any, Tensor], Mapping[str, float]]
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def gate_dims(module: nn.Module, x: Tensor) -> tuple[int, int, int, int, bool]:
     return steps, b, c, hw, bool(getattr(module, "per_step", True))
 
 
-def mlp_hidden(module: nn.Module) -> int:
+def mlp_hidden(module: Any) -> int:
     """Hidden width of a CBAM-style gate's ``mlp`` (TA, CA)."""
     return int(module.mlp[0].out_features)
 

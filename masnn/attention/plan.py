@@ -118,7 +118,7 @@ class AttnCfg:
     Example:
         >>> cfg = AttnCfg("tcsa", locations={"t": "conv_pre"})
         >>> plan = cfg.resolve()
-        >>> plan.at("conv_pre"), plan.at("membrane"), plan.reduction_c
+        >>> plan.at("conv_pre"), plan.at("membrane"), plan.hp.reduction_c
         (('ta',), ('ca', 'sa'), 16)
     """
 
@@ -228,21 +228,6 @@ class AttnPlan:
     def placement(self) -> str:
         """The placement preset."""
         return self.cfg.placement
-
-    @property
-    def reduction_t(self) -> int:
-        """TA's resolved ``r_t``."""
-        return self.hp.reduction_t
-
-    @property
-    def reduction_c(self) -> int:
-        """CA's resolved ``r_c``."""
-        return self.hp.reduction_c
-
-    @property
-    def kernel_size(self) -> int:
-        """SA's resolved kernel."""
-        return self.hp.kernel_size
 
     def at(self, location: str) -> tuple[str, ...]:
         """The gate kinds at ``location``, in order."""

@@ -76,7 +76,7 @@ class SpatialAttention(nn.Module):
         return f"kernel_size={self.kernel_size}, per_step={self.per_step}"
 
 
-def _sa_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
+def _sa_macs(module: SpatialAttention, x: Tensor) -> dict[str, float]:
     steps, b, c, hw, gates, _ = pooled_counts(module, x)
     k2 = math.prod(module.conv.kernel_size)
     cpool = c if module.per_step else steps * c

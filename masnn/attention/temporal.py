@@ -72,7 +72,7 @@ class TemporalAttention(nn.Module):
         return f"timesteps={self.timesteps}, reduction={self.reduction}"
 
 
-def _ta_macs(module: nn.Module, x: Tensor) -> dict[str, float]:
+def _ta_macs(module: TemporalAttention, x: Tensor) -> dict[str, float]:
     t, b = x.shape[:2]
     feat = x[0, 0].numel()
     h = mlp_hidden(module)

@@ -53,8 +53,7 @@ def flat_args(args: Any) -> dict[str, Any]:
         if isinstance(v, AttnCfg):
             plan = v.resolve()
             out |= {"attn": v.name, "placement": v.placement, "locations": dict(v.locations)}
-            out |= {"reduction_t": plan.reduction_t, "reduction_c": plan.reduction_c}
-            out |= {"kernel_size": plan.kernel_size, "attn_relu": plan.relu}
+            out |= plan.hp._asdict() | {"attn_relu": plan.relu}
         elif isinstance(v, NeuronSpec):
             out |= {"neuron": v.preset, "backend": v.backend, "neuron_kwargs": dict(v.kwargs)}
         else:

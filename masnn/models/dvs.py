@@ -56,15 +56,16 @@ def _check_size(input_size: tuple[int, ...], pools: tuple[int, ...]) -> tuple[in
 
 @dataclass(frozen=True)
 class MaSNN3Args:
-    """Args of the three-layer net (``ma_snn3`` and its variants).
+    """Args of the three-layer net (``ma_snn3`` and its variants); base of :class:`MaSNN5Args`.
 
     Attributes:
         num_classes: ``K``.
         timesteps: ``T``.
         input_size: ``(C, H, W)`` of one frame.
-        channels: the three conv widths.
+        channels: the conv widths (three; five for ``ma_snn5``).
         hidden: the first FC layer's width.
-        attn: the attention of every layer (FC layers keep its temporal part).
+        attn: the attention of every layer (FC layers keep its temporal part; ``ma_snn5``'s
+            FC layers have none).
         neuron: the neuron of every layer.
     """
 
@@ -78,32 +79,18 @@ class MaSNN3Args:
 
 
 @dataclass(frozen=True)
-class MaSNN5Args:
-    """Args of Fang et al.'s five-layer net (``ma_snn5``).
+class MaSNN5Args(MaSNN3Args):
+    """Args of Fang et al.'s five-layer net (``ma_snn5``): :class:`MaSNN3Args` plus
 
     Attributes:
-        num_classes: ``K``.
-        timesteps: ``T``.
-        input_size: ``(C, H, W)`` of one frame.
-        channels: the five conv widths.
-        hidden: the first FC layer's width.
         voting: output neurons per class.
         drop_rate: dropout before each FC layer (mask shared over time).
         bias: conv and linear biases.
-        attn: the attention of every conv block (the FC layers have none).
-        neuron: the neuron of every layer.
     """
 
-    num_classes: int
-    timesteps: int
-    input_size: tuple[int, int, int]
-    channels: tuple[int, ...]
-    hidden: int
-    voting: int
-    drop_rate: float
-    bias: bool
-    attn: AttnCfg
-    neuron: NeuronSpec
+    voting: int = 10
+    drop_rate: float = 0.5
+    bias: bool = False
 
 
 class MaSNN3(SpikingClassifier):

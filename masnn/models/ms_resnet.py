@@ -39,6 +39,13 @@ BN2_INIT = 0.1
 ATT_RES_VARIANTS = (1, 2)
 
 
+def _check_size(input_size: tuple[int, ...]) -> tuple[int, int, int]:
+    size = tuple(int(s) for s in input_size)
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(f"input_size must be (C, H, W) positive ints, got {input_size!r}")
+    return size[0], size[1], size[2]
+
+
 def _bn(channels: int, weight: float) -> nn.BatchNorm2d:
     bn = nn.BatchNorm2d(channels)
     nn.init.constant_(bn.weight, weight)
@@ -176,7 +183,7 @@ class MSResNet(SpikingClassifier):
         self.args = args
         self.num_classes = args.num_classes
         self.timesteps = args.timesteps
-        self.input_size = tuple(args.input_size)
+        self.input_size = _check_size(args.input_size)
         stem_width = widths[0]
         self.stem = SeqToBatch(
             nn.Sequential(
@@ -184,13 +191,22 @@ class MSResNet(SpikingClassifier):
                 _bn(stem_width, BN_INIT),
             )
         )
-        block_kw = dict(attn=args.attn.resolve(), att_res=args.att_res, neuron=args.neuron)
+        plan, t, att_res, neuron = args.attn.resolve(), args.timesteps, args.att_res, args.neuron
         stages = []
         c_in = stem_width
-        t = args.timesteps
         for depth, width in zip(layers, widths):
-            blocks = [MSBasicBlock(c_in, width, 2, t, **block_kw)]
-            blocks += [MSBasicBlock(width, width, 1, t, **block_kw) for _ in range(depth - 1)]
+            blocks = [
+                MSBasicBlock(
+                    c_in if i == 0 else width,
+                    width,
+                    2 if i == 0 else 1,
+                    t,
+                    attn=plan,
+                    att_res=att_res,
+                    neuron=neuron,
+                )
+                for i in range(depth)
+            ]
             stages.append(nn.Sequential(*blocks))
             c_in = width
         self.stages = nn.Sequential(*stages)

@@ -1,7 +1,9 @@
 """Exact streaming inference: one frame in, the readout so far out, O(neurons) explicit state.
 
-A model whose every layer is causal per step (conv, BN in eval mode, pooling, LIF, and CA/SA
-gates acting per step on the membrane, ``placement="paper"``) can be run one frame at a time.
+A model whose every layer is causal per step (conv, BN in eval mode, pooling, LIF, and gates
+that pool one frame at a time, e.g. ``placement="paper"`` CA/SA/ECA/SimAM at any location) can be
+run one frame at a time; the model decides it from its built modules
+(:meth:`~masnn.models._base.SpikingClassifier.streaming_blocker`, reading the gate registry).
 :class:`StreamingModel` runs the model's own ``forward_features`` / ``forward_head_seq`` on a
 one-step sequence and threads each :class:`~masnn.neurons.LIF` layer's membrane through
 explicit state (forward hooks pass ``state=`` in and take the final membrane out), so there is
@@ -11,8 +13,8 @@ sum of the per-step head output; per-step cost does not depend on ``t``.
 After ``T`` steps the output equals ``model(x_seq)`` in eval mode: identical spikes, and the
 same readout ``head_final(sum_t / T)``.
 
-Models with temporal attention (TA weighs all ``T`` frames of the window) or with the official
-code's placement (CA/SA pooled over all ``T``) are not causal and are refused.
+Models with temporal attention (TA weighs all ``T`` frames of the window) or with gates pooled
+over all ``T`` (the official code's placement) are not causal and are refused, naming the module.
 """
 
 from __future__ import annotations
