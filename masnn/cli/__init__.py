@@ -90,6 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"masnn {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as exc:  # environment faults not caught where they happened
+        if os.environ.get("MASNN_TRACEBACK"):
+            raise
+        from masnn.fsutil import describe_os_error
+
+        print(
+            f"masnn {args.command}: error: {describe_os_error(exc, None, 'use')}", file=sys.stderr
+        )
+        return 2
     except KeyboardInterrupt:
         print(f"masnn {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -3,8 +3,9 @@
 Checks (IBM release): both trial lists exist and list 98 / 24 files, every listed ``.aedat``
 and ``_labels.csv`` exists, every CSV parses (header, three integer columns, ``end >= start``,
 class 1..11), per-split sample counts against 1176 / 288, and overlapping label rows (the known
-``user22_led`` quirk is reported as such). ``--decode`` also reads every ``.aedat`` fully;
-otherwise only its version line is checked. Exit code 0 when nothing is wrong, 1 otherwise.
+``user22_led`` quirk is reported as such). ``--decode`` also reads every ``.aedat`` fully and
+checks its time order (file and byte offset of the first backward step or hours-long jump) and
+that every label row selects at least one event; otherwise only its version line is checked. Exit code 0 when nothing is wrong, 1 otherwise.
 
 A masnn synthetic set (``masnn data synth-gesture``; it has a ``manifest.json`` naming the
 generator) is checked against its own manifest instead: its file and sample counts, and the
@@ -21,9 +22,11 @@ from typing import Any
 import numpy as np
 
 from masnn.cli.data import register_data_action
+from masnn.data.checks import time_order_problem
 from masnn.data.gesture import (
     EXPECTED_SAMPLES,
     EXPECTED_TRIALS,
+    cut_trial,
     detect_layout,
     read_labels_csv,
     read_trial_list,
@@ -107,13 +110,17 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
         samples = 0
         for trial in trials:
             aedat = d / trial
+            ev = None
             csv = d / (trial[: -len(".aedat")] + "_labels.csv")
             if not aedat.is_file():
                 problems.append(f"{aedat}: missing trial file (listed in {listing.name})")
             else:
                 try:
                     if decode:
-                        read_aedat(aedat, sensor=DVS128)
+                        ev = read_aedat(aedat, sensor=DVS128)
+                        order = time_order_problem(aedat, ev["t"], aedat=True)
+                        if order:
+                            problems.append(order)
                     else:
                         with open(aedat, "rb") as f:
                             first = f.readline().rstrip(b"\r\n")
@@ -132,8 +139,10 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
                 problems.append(str(e))
                 continue
             samples += len(rows)
-            order = np.argsort(rows[:, 1], kind="stable")
-            r = rows[order]
+            if ev is not None:
+                problems += _empty_rows(csv, rows, ev)
+            by_start = np.argsort(rows[:, 1], kind="stable")
+            r = rows[by_start]
             for a, b in zip(r[:-1], r[1:]):
                 if a[2] > b[1]:
                     msg = (
@@ -152,6 +161,20 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
         else:
             notes.append(f"{split}: {len(trials)} trial files, {samples} samples")
     return problems, notes
+
+
+def _empty_rows(csv: Path, rows: np.ndarray, ev: np.ndarray) -> list[str]:
+    """Label rows whose window selects no event of the decoded recording."""
+    out = []
+    span = f"{int(ev['t'].min())}..{int(ev['t'].max())} us" if ev.size else "no events"
+    for k, s in enumerate(cut_trial(ev, rows)):
+        if s.size == 0:
+            c, a, b = (int(v) for v in rows[k])
+            out.append(
+                f"{csv}: row {k + 2} (class {c}, {a}..{b} us) selects no event; the recording "
+                f"spans {span}"
+            )
+    return out
 
 
 def _configure(p: argparse.ArgumentParser) -> None:

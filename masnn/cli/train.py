@@ -21,7 +21,18 @@ def _add_set(p: argparse.ArgumentParser, help: str) -> None:
 def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None, help="YAML config (default: the main job)")
     _add_set(p, "override config keys, e.g. --set optim.lr=1e-3 model.attn.name=ca")
-    p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run exactly")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN",
+        help="continue a run exactly (its directory or checkpoint.pt; without CONFIG and --set "
+        "the checkpoint's own config is used)",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete an existing run directory of the same run.name and start again",
+    )
     p.add_argument("--repeats", type=int, default=1, help="run N seeds (seed, seed+1, ...)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms only")
     p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
@@ -31,37 +42,66 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     "train", "Train a model (no arguments: the offline main job on 2 CPU cores).", _configure_train
 )
 def run_train(args: argparse.Namespace) -> int:
-    from masnn.train.config import dump_config, load_config
+    from masnn.train.config import (
+        config_from_dict,
+        dump_config,
+        load_config,
+        migrate_saved_config,
+    )
+    from masnn.train.runlog import append_log
     from masnn.train.runner import summarize, train
 
     overrides = list(args.overrides)
     if args.deterministic:
         overrides.append("run.deterministic=true")
-    cfg = load_config(args.config, overrides)
+    if args.resume and args.config is None and not overrides:
+        from masnn.train import checkpoint as ckpt_io
+        from masnn.train.rundir import resolve_resume
+
+        saved = ckpt_io.load_checkpoint(resolve_resume(args.resume))["config"]
+        cfg = config_from_dict(migrate_saved_config(saved))
+    else:
+        cfg = load_config(args.config, overrides)
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
     if args.resume and args.repeats != 1:
-        raise ValueError("--resume continues one run; it cannot be combined with --repeats")
+        raise ValueError(
+            "--resume continues one run; it cannot be combined with --repeats (resume each "
+            "seed's run directory on its own)"
+        )
+    if args.resume and args.replace:
+        raise ValueError("--resume continues a run and --replace deletes it; pick one")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    base = cfg.run.name
+    if args.repeats > 1 and base is None:  # one unique sweep name for every seed's run
+        from masnn.train.rundir import auto_name
+
+        base = auto_name(cfg)
     results = []
     for r in range(args.repeats):
         c = cfg
         if args.repeats > 1:
-            name = f"{cfg.run.name or 'repeat'}-seed{cfg.run.seed + r}"
+            name = f"{base}-seed{cfg.run.seed + r}"
             c = replace(cfg, run=replace(cfg.run, seed=cfg.run.seed + r, name=name))
-        metrics = train(c, resume=args.resume)
+        metrics = train(
+            c, resume=args.resume, replace=args.replace, emit=lambda m: print(m, flush=True)
+        )
         if metrics["rank"] != 0:  # under torchrun only rank 0 reports
             continue
-        print(summarize(metrics), flush=True)
+        summary = summarize(metrics)
+        print(summary, flush=True)
+        append_log(Path(metrics["run_dir"]), summary)
         results.append(metrics)
     if args.repeats > 1 and results:
+        from masnn.fsutil import write_text
+
         accs = [100 * m["test"]["acc"] for m in results]
         mean, sd = statistics.mean(accs), statistics.stdev(accs)
         print(f"{args.repeats} seeds: test accuracy {mean:.2f} ± {sd:.2f} % (mean ± std)")
-        out = Path(cfg.run.out_dir) / f"{cfg.run.name or 'repeat'}-summary.json"
-        out.write_text(json.dumps({"test_acc": accs, "mean": mean, "std": sd}, indent=2) + "\n")
+        out = Path(cfg.run.out_dir) / f"{base}-summary.json"
+        write_text(out, json.dumps({"test_acc": accs, "mean": mean, "std": sd}, indent=2) + "\n")
     return 0
 
 

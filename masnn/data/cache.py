@@ -1,10 +1,11 @@
 """On-disk cache of preprocessed samples: built once, written atomically, keyed by content.
 
 A cache entry is a directory ``<cache_root>/<name>-<key>/`` holding ``.npy`` arrays and a
-``meta.json`` that records the key's inputs and the byte size of every array. It is built in a
-sibling ``.tmp-<pid>-...`` directory and renamed into place only when complete, so a process
-killed while writing leaves no entry (only a temporary directory, removed on the next build).
-On load, ``meta.json`` and the array sizes are checked; a damaged entry is deleted and rebuilt.
+``meta.json`` that records the key's inputs, the byte size and the CRC-32 of every array. It is
+built in a temporary sibling directory (:func:`masnn.fsutil.atomic_directory`) and renamed into
+place only when complete, so a process killed while writing leaves no entry (only a temporary
+directory, removed on the next build). On load, ``meta.json``, the sizes, the checksums and the
+``.npy`` headers are checked; a damaged entry is named in a warning, deleted and rebuilt.
 
 The key is the SHA-1 of a JSON document covering: the raw files (name, size and mtime, or the
 SHA-1 of small text files such as label CSVs), the preprocessing configuration (including any
@@ -22,13 +23,20 @@ import json
 import os
 import shutil
 import time
-import uuid
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from masnn.fsutil import (
+    FileSystemError,
+    atomic_directory,
+    check_writable_dir,
+    file_crc32,
+    remove_stale_temps,
+)
 from masnn.version import __version__
 
 META = "meta.json"
@@ -64,33 +72,28 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha1(doc.encode()).hexdigest()[:16]
 
 
-def _valid_entry(path: Path) -> bool:
+class CacheDamaged(Exception):
+    """Internal: a cache entry failed verification (the message names the file)."""
+
+
+def _verify_entry(path: Path) -> dict[str, Any]:
+    """``meta.json`` of a whole, undamaged entry; raise :class:`CacheDamaged` naming the file."""
     try:
         meta = json.loads((path / META).read_text())
         files = meta["files"]
-        return all((path / name).stat().st_size == size for name, size in files.items())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _remove_dead_tmp(root: Path, name: str) -> None:
-    for d in root.glob(f".tmp-{name}-*"):
+        sums = meta.get("crc32", {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CacheDamaged(f"{path / META}: unreadable ({exc})") from None
+    for name, size in files.items():
+        f = path / name
         try:
-            pid = int(d.name.split("-")[-2])
-        except (ValueError, IndexError):
-            continue
-        if not _pid_alive(pid):
-            shutil.rmtree(d, ignore_errors=True)
+            if f.stat().st_size != size:
+                raise CacheDamaged(f"{f}: {f.stat().st_size} bytes, meta.json says {size}")
+            if name in sums and file_crc32(f) != sums[name]:
+                raise CacheDamaged(f"{f}: content does not match its checksum")
+        except OSError as exc:
+            raise CacheDamaged(f"{f}: unreadable ({exc.strerror or exc})") from None
+    return dict(meta)
 
 
 def load_or_build(
@@ -111,43 +114,66 @@ def load_or_build(
 
     Returns:
         The entry directory and its arrays, memory-mapped read-only.
+
+    A damaged entry (size, checksum or ``.npy`` header) is named in a warning, removed and
+    rebuilt once.
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
+    check_writable_dir(root, "data.cache_dir", writable=False)
     key = cache_key(parts)
     entry = root / f"{name}-{key}"
-    if entry.exists() and not _valid_entry(entry):
-        shutil.rmtree(entry, ignore_errors=True)  # half-written or damaged: rebuild
-    if not entry.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        _remove_dead_tmp(root, name)
-        tmp = root / f".tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            arrays = build(tmp)
-            for arr_name, arr in arrays.items():
-                np.save(tmp / f"{arr_name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
-            # arrays returned by ``build`` and ``.npy`` files it wrote itself (large ones)
-            files = {f.name: f.stat().st_size for f in sorted(tmp.glob("*.npy"))}
-            meta = {"name": name, "key": key, "masnn": __version__, "parts": parts}
-            meta["files"] = files
-            meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            (tmp / META).write_text(json.dumps(meta, indent=1, default=repr))
-            for f in tmp.iterdir():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
+    for attempt in (0, 1):
+        if entry.exists():
             try:
-                os.rename(tmp, entry)
-            except OSError:
-                if not _valid_entry(entry):  # someone else's rename won only if theirs is whole
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    meta = json.loads((entry / META).read_text())
-    return entry, {f[: -len(".npy")]: _load(entry / f) for f in meta["files"]}
+                meta = _verify_entry(entry)
+                arrays = {}
+                for f in meta["files"]:
+                    arrays[f[: -len(".npy")]] = _load(entry / f)
+                return entry, arrays
+            except CacheDamaged as exc:
+                if attempt:
+                    raise FileSystemError(
+                        f"cache entry rebuilt but still unreadable: {exc}"
+                    ) from None
+                warnings.warn(
+                    f"damaged cache entry removed and rebuilt: {exc}", UserWarning, stacklevel=2
+                )
+                shutil.rmtree(entry, ignore_errors=True)
+        _build_entry(root, entry, name, key, parts, build)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _build_entry(
+    root: Path,
+    entry: Path,
+    name: str,
+    key: str,
+    parts: dict[str, Any],
+    build: Callable[[Path], dict[str, np.ndarray]],
+) -> None:
+    check_writable_dir(root, "data.cache_dir")  # a read-only cache serves existing entries only
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(root)
+    with atomic_directory(entry) as tmp:
+        arrays = build(tmp)
+        for arr_name, arr in arrays.items():
+            np.save(tmp / f"{arr_name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+        # arrays returned by ``build`` and ``.npy`` files it wrote itself (large ones)
+        npys = sorted(tmp.glob("*.npy"))
+        meta = {"name": name, "key": key, "masnn": __version__, "parts": parts}
+        meta["files"] = {f.name: f.stat().st_size for f in npys}
+        meta["crc32"] = {f.name: file_crc32(f) for f in npys}
+        meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        (tmp / META).write_text(json.dumps(meta, indent=1, default=repr))
 
 
 def _load(path: Path) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError:  # zero-length arrays cannot be memory-mapped
-        return np.load(path, allow_pickle=False)
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:  # zero-length arrays cannot be memory-mapped
+            if "header" in str(exc).lower() or "magic" in str(exc).lower():
+                raise
+            return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise CacheDamaged(f"{path}: not a readable .npy array ({exc})") from None

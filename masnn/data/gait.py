@@ -22,6 +22,7 @@ import numpy as np
 
 from masnn.data.base import EventDataset
 from masnn.data.cache import load_or_build
+from masnn.data.checks import check_events
 from masnn.data.registry import DataRequest, DatasetSplits, ValidationGroups, register_dataset
 from masnn.data.util import ordered_map, progress_bar
 from masnn.errors import DataFormatError
@@ -142,7 +143,8 @@ class DVS128Gait(EventDataset):
             bar = progress_bar(len(files), f"DVS128 Gait {variant} {split}", progress)
             chunks, offsets, durations = [], [0], []
             try:
-                for ev in ordered_map(read_event_text, files, workers):
+                for k, ev in enumerate(ordered_map(read_event_text, files, workers)):
+                    check_events(files[k], ev, DVS128)
                     chunks.append(ev)
                     offsets.append(offsets[-1] + ev.size)
                     durations.append(int(ev["t"].max() - ev["t"].min()) if ev.size else 0)

@@ -29,6 +29,7 @@ import numpy as np
 
 from masnn.data.base import EventDataset
 from masnn.data.cache import fingerprint, load_or_build
+from masnn.data.checks import check_time_order, within_root
 from masnn.data.registry import DataRequest, DatasetSplits, ValidationGroups, register_dataset
 from masnn.data.util import ordered_map, progress_bar
 from masnn.errors import DataFormatError
@@ -120,7 +121,11 @@ def read_labels_csv(path: str | os.PathLike[str]) -> np.ndarray:
             raise DataFormatError(p, f"row {i + 1} is not three integers: {s!r}", here) from None
         if not 1 <= cls <= len(CLASSES):
             raise DataFormatError(p, f"row {i + 1}: class {cls} outside 1..{len(CLASSES)}", here)
-        if start < 0 or end < start:
+        if start < 0:
+            raise DataFormatError(
+                p, f"row {i + 1}: negative startTime_usec {start} (times are >= 0 us)", here
+            )
+        if end < start:
             raise DataFormatError(p, f"row {i + 1}: end {end} < start {start}", here)
         rows.append((cls, start, end))
     return np.asarray(rows, np.int64).reshape(-1, 3)
@@ -234,7 +239,7 @@ class DVS128Gesture(EventDataset):
         trials = read_trial_list(listing)
         if not trials:
             raise DataFormatError(listing, "trial list is empty")
-        aedats = [d / t for t in trials]
+        aedats = [within_root(d, t, listing) for t in trials]
         csvs = [d / (t[: -len(".aedat")] + "_labels.csv") for t in trials]
         for f in (*aedats, *csvs):
             if not f.is_file():
@@ -273,6 +278,7 @@ class DVS128Gesture(EventDataset):
         def work(k: int) -> tuple[int, list[np.ndarray], np.ndarray]:
             rows = read_labels_csv(csvs[k])
             ev = read_aedat(aedats[k], sensor=DVS128, invalid=self.invalid_events)
+            check_time_order(aedats[k], ev["t"], aedat=True)
             return k, cut_trial(ev, rows), rows[:, 0] - 1
 
         offsets, labels, trial_idx = [0], [], []

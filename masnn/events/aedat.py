@@ -23,6 +23,7 @@ import numpy as np
 
 from masnn.errors import DataFormatError
 from masnn.events.schema import EVENT_DTYPE, SensorSize
+from masnn.fsutil import atomic_write
 
 HEADER_FMT = "<hhiiiiii"
 HEADER_SIZE = struct.calcsize(HEADER_FMT)  # 28
@@ -89,8 +90,7 @@ def write_aedat(
     cuts = set(range(0, events.size, packet_events))
     cuts.update((np.flatnonzero(np.diff(overflow)) + 1).tolist())
     bounds = sorted(cuts) + [events.size]
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         f.write(header)
         for a, b in zip(bounds[:-1], bounds[1:]):
             n = b - a
@@ -108,7 +108,6 @@ def write_aedat(
                 )
             )
             f.write(rec[a:b].tobytes())
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------

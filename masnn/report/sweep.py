@@ -215,7 +215,7 @@ def ensure_run(spec: RunSpec, *, quiet: bool = True) -> tuple[dict[str, Any], bo
         return train(saved, resume=ckpt, quiet=quiet), False
     if d.exists():
         leftovers = {p.name for p in d.iterdir()}
-        if leftovers - {"config.yaml", "run.json", "log.csv"}:
+        if leftovers - {"config.yaml", "run.json", "log.csv", "status.json", "log.txt"}:
             raise MasnnError(f"{d}: an unfinished run without checkpoint.pt; move it away")
         shutil.rmtree(d)  # a run killed before its first checkpoint: start it again
     return train(spec.cfg, quiet=quiet), False
@@ -387,9 +387,9 @@ def _analyze(
     data_cache: dict[Any, Any] | None,
 ) -> dict[str, Any]:
     from masnn.analysis import measure
+    from masnn.train.build import build_model, eval_loader
     from masnn.train.checkpoint import atomic_torch_save
     from masnn.train.distributed import DistInfo
-    from masnn.train.runner import build_model, eval_loader
 
     if cfg.run.threads is not None:
         torch.set_num_threads(cfg.run.threads)

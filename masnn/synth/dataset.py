@@ -16,12 +16,10 @@ processes or on the order in which files are generated.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +28,14 @@ import numpy as np
 
 from masnn.events.aedat import write_aedat
 from masnn.events.schema import DVS128
+from masnn.fsutil import (
+    FileSystemError,
+    check_writable_dir,
+    describe_os_error,
+    file_lock,
+    remove_stale_temps,
+    write_text,
+)
 from masnn.synth import gesture as G
 from masnn.synth.dvs import Camera, CameraCfg, Scene, noise_events, simulate_motion, to_event_array
 
@@ -296,7 +302,7 @@ def _generate_file(args: tuple[SynthGestureCfg, int, _FileJob, str]) -> dict[str
                 "noise_fraction": round(float(np.mean(k > 0)) if k.size else 0.0, 4),
             }
         )
-    _atomic_write(path / f"{job.name}_labels.csv", "\r\n".join(rows) + "\r\n")
+    write_text(path / f"{job.name}_labels.csv", "\r\n".join(rows) + "\r\n")
     counts = np.bincount(kind, minlength=3)
     on = int(events["p"].sum())
     return {
@@ -314,12 +320,6 @@ def _generate_file(args: tuple[SynthGestureCfg, int, _FileJob, str]) -> dict[str
         "off_events": int(events.size - on),
         "samples": samples,
     }
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(text.encode("utf-8"))
-    os.replace(tmp, path)
 
 
 def _summarise(cfg: SynthGestureCfg, seed: int, files: list[dict[str, Any]]) -> dict[str, Any]:
@@ -409,28 +409,36 @@ def generate_synth_gesture(
             "and no synthetic-set marker (if it is a real DVS128 Gesture copy, use "
             "data.dataset=dvs128_gesture; otherwise pick an empty directory)"
         )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileSystemError(describe_os_error(exc, path, "create")) from exc
+    remove_stale_temps(path)  # temporary files of an earlier, killed or failed generation
     # written first: marks the directory as ours, so an interrupted set is regenerated in place
-    _atomic_write(path / MARKER, "masnn synthetic gesture set\n")
+    write_text(path / MARKER, "masnn synthetic gesture set\n")
     (path / MANIFEST).unlink(missing_ok=True)  # a set without a manifest is incomplete
     jobs = plan_files(cfg, seed)
     args = [(cfg, int(seed), j, str(path)) for j in jobs]
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    if workers > 1 and len(jobs) > 1:
-        # fork where available: spawn would re-run an unguarded ``__main__`` script; the
-        # workers only use numpy, and the bytes do not depend on the start method
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with mp.get_context(method).Pool(workers) as pool:
-            files = pool.map(_generate_file, args, chunksize=1)
-    else:
-        files = [_generate_file(a) for a in args]
+    try:
+        if workers > 1 and len(jobs) > 1:
+            # fork where available: spawn would re-run an unguarded ``__main__`` script; the
+            # workers only use numpy, and the bytes do not depend on the start method
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            with mp.get_context(method).Pool(workers) as pool:
+                files = list(pool.imap(_generate_file, args, chunksize=1))  # fails fast
+        else:
+            files = [_generate_file(a) for a in args]
+    except BaseException:
+        remove_stale_temps(path)  # the other workers' files, torn when the pool stopped
+        raise
     for name, split in (("trials_to_train.txt", "train"), ("trials_to_test.txt", "test")):
         names = [f"{j.name}.aedat" for j in jobs if j.split == split]
-        _atomic_write(path / name, "".join(n + "\n" for n in names))
+        write_text(path / name, "".join(n + "\n" for n in names))
     mapping = ["class,action"] + [f"{k},{v}" for k, v in G.GESTURE_CLASSES.items()]
-    _atomic_write(path / "gesture_mapping.csv", "\n".join(mapping) + "\n")
+    write_text(path / "gesture_mapping.csv", "\n".join(mapping) + "\n")
     manifest = _summarise(cfg, int(seed), files)
-    _atomic_write(path / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    write_text(path / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
 
 
@@ -473,22 +481,6 @@ def recording_problems(root: Path, files: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_synth_gesture(
     root: str | os.PathLike[str] | None = None,
     size: str = "small",
@@ -521,7 +513,13 @@ def ensure_synth_gesture(
     )
     if manifest_ok(path, seed, cfg):
         return path
-    with _lock(path.parent / f".{path.name}.lock"):
+    if path.exists() and not path.is_dir():  # before the lock: nothing is created next to it
+        raise FileSystemError(
+            f"data.root={str(path)!r} is a file; the synthetic set needs a directory "
+            "(omit data.root for the default data dir)"
+        )
+    check_writable_dir(path, "data.root")
+    with file_lock(path.parent / f".{path.name}.lock"):
         if not manifest_ok(path, seed, cfg):  # another process may have finished meanwhile
             tic = time.perf_counter()
             generate_synth_gesture(path, seed, cfg=cfg, workers=workers)

@@ -6,8 +6,10 @@ A checkpoint is a plain dict of tensors and primitive values::
     model, optimizer, scheduler, scaler (state dicts), rng (torch CPU [+ CUDA] states),
     best (model-selection record), history (per-epoch metrics)
 
-Writes go to a temporary file in the same directory, are flushed and fsync'ed, then renamed
-over the target, so a process killed mid-write leaves the previous checkpoint intact.
+Writes go through :func:`masnn.fsutil.atomic_write` (temporary file, fsync, rename), so a
+process killed mid-write, or a full disk, leaves the previous checkpoint intact. Since schema 2
+a checkpoint carries ``checksum``, the SHA-256 of its content (:func:`masnn.fsutil.tree_checksum`
+of every other entry), verified on load: a flipped byte is reported, never used.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from typing import Any
 import torch
 
 from masnn.errors import MasnnError
+from masnn.fsutil import atomic_write, tree_checksum
 from masnn.version import __version__
 
-SCHEMA_VERSION = 1
-#: Schema versions this release can read.
-READABLE_SCHEMAS = (1,)
+SCHEMA_VERSION = 2
+#: Schema versions this release can read (1: without checksum).
+READABLE_SCHEMAS = (1, 2)
 
 
 class CheckpointError(MasnnError):
@@ -31,24 +34,13 @@ class CheckpointError(MasnnError):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """``torch.save`` to ``path`` atomically (:func:`masnn.fsutil.atomic_write`).
+
+    Raises:
+        FileSystemError: the write failed (e.g. disk full); the previous file is intact.
+    """
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def rng_state() -> dict[str, Any]:
@@ -69,6 +61,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | os.PathLike[str], **parts: Any) -> None:
     """Write a checkpoint dict made of ``parts`` plus the schema header, atomically."""
     ckpt = {"schema_version": SCHEMA_VERSION, "masnn_version": __version__, **parts}
+    ckpt["checksum"] = tree_checksum(ckpt)
     atomic_torch_save(ckpt, path)
 
 
@@ -95,4 +88,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: checkpoint schema {ckpt['schema_version']} is not readable by masnn "
             f"{__version__} (reads {READABLE_SCHEMAS})"
         )
+    if ckpt["schema_version"] >= 2:
+        stored = ckpt.pop("checksum", None)
+        if stored != tree_checksum(ckpt):
+            raise CheckpointError(
+                f"{path}: checkpoint content does not match its checksum (damaged file); "
+                "use another checkpoint (best.pt / checkpoint.pt) or retrain"
+            )
     return ckpt

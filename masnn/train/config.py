@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -56,6 +57,8 @@ class DataCfg:
         image_size: ImageNet training crop (``RandomResizedCrop``).
         crop: ImageNet evaluation crop (``CenterCrop``; 224 Table 3, 288 Table 2 ``*``).
         resize: ImageNet evaluation resize; ``None`` = 256 for crop 224, 320 for 288.
+        empty_samples: label windows that select no event: ``error`` (default) stops before
+            training; ``warn`` trains anyway and warns with the count.
     """
 
     dataset: str = "synth_gesture"
@@ -75,6 +78,7 @@ class DataCfg:
     image_size: int = 224
     crop: int = 224
     resize: int | None = None
+    empty_samples: Literal["error", "warn"] = "error"
 
 
 @dataclass
@@ -201,12 +205,18 @@ class TrainConfig:
         return _plain(dataclasses.asdict(self))
 
     def hash(self) -> str:
-        """Short stable hash of the resolved config (excluding ``notes`` and ``run.name``)."""
+        """Short stable hash of the resolved config, excluding what cannot change the result:
+        ``notes``, ``run.name``, ``run.out_dir`` (a moved run resumes), ``run.progress`` and
+        ``run.tensorboard``."""
         d = self.to_dict()
         d.pop("notes", None)
-        d["run"].pop("name", None)
+        for k in _NOT_HASHED:
+            d["run"].pop(k, None)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+_NOT_HASHED = ("name", "out_dir", "progress", "tensorboard")
 
 
 def _plain(obj: Any) -> Any:
@@ -269,6 +279,8 @@ def _check_value(path: str, value: Any, tp: Any) -> Any:
             value = float(value)  # PyYAML (YAML 1.1) reads "1e-4" as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -341,7 +353,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = _safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            why = " ".join(str(exc).split())
+            raise ConfigError(
+                f"--set {item}: the value is not valid YAML ({why}); quote it for the shell "
+                f"and YAML, e.g. --set '{key}=\"...\"' or --set '{key}={{a: [1, 2]}}'"
+            ) from None
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
@@ -352,6 +371,30 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate mapping keys (YAML would keep the last)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
+                f"{seen[key] + 1}); YAML would silently keep the last one"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
     data: dict[str, Any] = {}
@@ -360,9 +403,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not p.is_file():
             raise FileNotFoundError(f"config file not found: {p}")
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = _safe_load(p.read_text())
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping")
         data = loaded or {}
@@ -400,6 +445,13 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.run.checkpoint_every_steps is None or cfg.run.checkpoint_every_steps >= 1,
          "run.checkpoint_every_steps must be >= 1"),
         (cfg.run.threads is None or cfg.run.threads >= 1, "run.threads must be >= 1"),
+        (0 <= cfg.optim.momentum < 1, "optim.momentum must be in [0, 1)"),
+        (all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be in [0, 1)"),
+        (cfg.sched.eta_min >= 0, "sched.eta_min must be >= 0"),
+        (cfg.sched.t_max is None or cfg.sched.t_max >= 1, "sched.t_max must be >= 1"),
+        (cfg.data.ds <= 64, f"data.ds={cfg.data.ds} leaves at most a 2x2 frame of a 128x128 "
+         "sensor; allowed: 1..64"),
+        (cfg.data.timesteps <= 100_000, "data.timesteps must be <= 100000"),
         (not (cfg.sched.name == "plateau" and cfg.sched.monitor != "train_loss"
               and cfg.data.val_fraction == 0),
          f"sched.monitor={cfg.sched.monitor!r} needs a validation split (data.val_fraction > 0)"),
@@ -407,6 +459,8 @@ def validate(cfg: TrainConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    if cfg.run.name is not None:
+        check_run_name(cfg.run.name)
     image_keys = {"image_size": 224, "crop": 224, "resize": None}
     changed = [k for k, v in image_keys.items() if getattr(cfg.data, k) != v]
     if cfg.data.dataset != "imagenet" and changed:
@@ -431,6 +485,19 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"data.root is required for data.dataset={cfg.data.dataset!r} (masnn never downloads; "
             "see docs/data.md for where to get it)"
+        )
+
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*")
+
+
+def check_run_name(name: str) -> None:
+    """``run.name`` is one directory name inside ``run.out_dir``: letters, digits and
+    ``_ . + = @ , -``, not starting with ``.`` or ``-`` (so it cannot escape or hide)."""
+    if not _NAME.fullmatch(name) or len(name) > 200:
+        raise ConfigError(
+            f"run.name={name!r}: must be one directory name (letters, digits, _ . + = @ , -; "
+            "not starting with '.' or '-'; no '/'), so the run stays inside run.out_dir"
         )
 
 

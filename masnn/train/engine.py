@@ -23,7 +23,29 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 class TrainingDiverged(MasnnError):
-    """The loss became NaN/inf; the message names the epoch and step."""
+    """The loss, a gradient or a parameter became NaN/inf; the message names the epoch, the
+    step and the first offending tensor."""
+
+
+def first_nonfinite(model: nn.Module, grads: bool) -> str | None:
+    """Name of the first parameter (or its gradient) holding NaN/inf, else ``None``.
+
+    One fused check over all tensors (a single host sync); the name is searched only on
+    failure.
+    """
+    named: list[tuple[str, torch.Tensor]] = [
+        (n, p.grad if grads and p.grad is not None else p)
+        for n, p in model.named_parameters()
+        if (p.grad is not None if grads else True)
+    ]
+    if not named:
+        return None
+    flags = torch.stack([torch.isfinite(t.detach()).all() for _, t in named])
+    if bool(flags.all()):
+        return None
+    i = int((~flags).nonzero()[0])
+    name = named[i][0].removeprefix("module.")
+    return f"gradient of {name}" if grads else f"parameter {name}"
 
 
 def make_loss(cfg: LossCfg, num_classes: int) -> LossFn:
@@ -58,10 +80,17 @@ def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractConte
 
 @dataclass
 class EpochStats:
+    """Globally reduced training statistics of one epoch.
+
+    ``output_activity`` is the summed absolute output of the network over the epoch: 0 means
+    the output layer never spiked (a silent, dead network).
+    """
+
     loss: float
     acc: float
     samples: int
     steps: int
+    output_activity: float = 0.0
 
 
 def train_one_epoch(
@@ -89,11 +118,13 @@ def train_one_epoch(
             (the trainer checkpoints from it).
 
     Raises:
-        TrainingDiverged: a non-finite loss (nothing is stepped with it).
+        TrainingDiverged: a non-finite loss or gradient (nothing is stepped with it), or a
+            parameter that became non-finite in the step; names the epoch, step and tensor.
     """
     model.train()
     loss_sum, correct, n = start if start is not None else (0.0, 0.0, 0.0)
     steps = 0
+    activity = 0.0
     for step, (x, y) in enumerate(batches):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast_context(device, amp):
@@ -102,28 +133,34 @@ def train_one_epoch(
         bad = float(not torch.isfinite(loss))
         if info.enabled:  # every rank stops together (a lone raise would hang the others)
             bad = all_reduce_sum([bad], info, device)[0]
+        where = f"at epoch {epoch + 1}, step {step_offset + step + 1}"
+        keep = "; the last good checkpoint is kept (lower optim.lr?)"
         if bad:
-            raise TrainingDiverged(
-                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, "
-                f"step {step_offset + step + 1}; the last good checkpoint is kept"
-            )
+            raise TrainingDiverged(f"non-finite loss ({loss.item()}) {where}{keep}")
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
+        if scaler is not None:  # fp16: the scaler skips steps with inf gradients itself
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            name = first_nonfinite(model, grads=True)
+            if name:
+                raise TrainingDiverged(f"non-finite {name} {where}{keep}")
             optimizer.step()
+        name = first_nonfinite(model, grads=False)
+        if name:
+            raise TrainingDiverged(f"{name} became NaN/inf in the optimiser step {where}{keep}")
         b = y.shape[0]
         loss_sum += loss.item() * b
         correct += (out.argmax(1) == y).sum().item()
+        activity += out.detach().float().abs().sum().item()
         n += b
         steps += 1
         if on_step is not None:
             on_step(step, [loss_sum, correct, n])
-    loss_sum, correct, n = all_reduce_sum([loss_sum, correct, n], info, device)
-    return EpochStats(loss_sum / max(n, 1), correct / max(n, 1), int(n), steps)
+    loss_sum, correct, n, activity = all_reduce_sum([loss_sum, correct, n, activity], info, device)
+    return EpochStats(loss_sum / max(n, 1), correct / max(n, 1), int(n), steps, activity)
 
 
 @dataclass

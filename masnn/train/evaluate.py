@@ -1,16 +1,27 @@
-"""Evaluate a saved checkpoint exactly as the trainer evaluated it."""
+"""Evaluate a saved checkpoint exactly as the trainer evaluated it; rebuild a trained model."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from typing import Any
 
 import torch
+from torch import nn
 
 from masnn.train import checkpoint as ckpt_io
+from masnn.train.build import (
+    account,
+    build_model,
+    check_finite_weights,
+    evaluate_split,
+    format_accounting,
+    load_weights,
+)
 from masnn.train.config import apply_overrides, config_from_dict, migrate_saved_config
 from masnn.train.data import build_data
 from masnn.train.distributed import DistInfo
+from masnn.train.setup import torch_globals_restored
 
 
 def evaluate_checkpoint(
@@ -24,9 +35,11 @@ def evaluate_checkpoint(
     Returns:
         ``{"stats": EvalStats as dict, "accounting": {...}, "summary": str, "epoch": int,
         "class_names": [...]}``.
-    """
-    from masnn.train.runner import torch_globals_restored
 
+    Raises:
+        CheckpointError: unreadable, damaged (checksum), non-finite weights, or weights that
+            do not fit the model its config builds (names the first differing key).
+    """
     with torch_globals_restored():
         return _evaluate_checkpoint(path, split, overrides, engine)
 
@@ -34,9 +47,8 @@ def evaluate_checkpoint(
 def _evaluate_checkpoint(
     path: str, split: str, overrides: list[str] | None, engine: str = "model"
 ) -> dict[str, Any]:
-    from masnn.train.runner import account, build_model, evaluate_split, format_accounting
-
     state = ckpt_io.load_checkpoint(path)
+    check_finite_weights(state["model"], path)
     raw = migrate_saved_config(state["config"])
     if overrides:
         bad = [o for o in overrides if not o.startswith("data.")]
@@ -55,7 +67,7 @@ def _evaluate_checkpoint(
         torch.use_deterministic_algorithms(True)
     data = build_data(cfg.data, cfg.run.seed, progress=False)
     model = build_model(cfg, data)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path, cfg.to_dict(), state["config"])
     gpu = torch.cuda.is_available() and engine != "sparse"  # the sparse engine is CPU-only
     device = torch.device("cuda" if gpu else "cpu")
     model.to(device)
@@ -84,3 +96,37 @@ def _engine(model: torch.nn.Module, engine: str) -> torch.nn.Module:
     if engine not in ("fast", "sparse"):
         raise ValueError(f"unknown engine {engine!r}; allowed: ['model', 'fast', 'sparse']")
     return getattr(inference, engine)(model)
+
+
+class _Shapes:
+    """The data-side facts ``build_model`` needs, taken from a checkpoint (no data loaded)."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int]) -> None:
+        self.num_classes = num_classes
+        self.in_shape = in_shape
+
+
+def load_model(path: str | os.PathLike[str], *, map_location: str = "cpu") -> nn.Module:
+    """Rebuild a trained model from a run's ``best.pt`` (or ``checkpoint.pt``) alone.
+
+    ``T``, the class count, the input size and the architecture come from the checkpoint; no
+    dataset is read. The model is returned in eval mode.
+
+    Raises:
+        CheckpointError: unreadable/damaged file, non-finite weights, a checkpoint written
+            before masnn recorded its input size, or weights that do not fit the model.
+    """
+    state = ckpt_io.load_checkpoint(path)
+    check_finite_weights(state["model"], path)
+    cfg = config_from_dict(migrate_saved_config(state["config"]))
+    if "num_classes" not in state or "in_shape" not in state:
+        raise ckpt_io.CheckpointError(
+            f"{path}: written by an older masnn without the model's input size; use "
+            "masnn eval (which rebuilds the data) or retrain"
+        )
+    c, h, w = (int(v) for v in state["in_shape"])
+    shapes = _Shapes(int(state["num_classes"]), (c, h, w))
+    model = build_model(cfg, shapes)  # type: ignore[arg-type]
+    load_weights(model, state["model"], path, cfg.to_dict())
+    model.class_names = list(state.get("class_names", []))  # type: ignore[assignment]
+    return model.to(map_location).eval()

@@ -9,8 +9,8 @@ command line), ``log.csv`` (one row per epoch), ``checkpoint.pt`` / ``best.pt`` 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from masnn.fsutil import write_text
 from masnn.version import __version__
 
 
@@ -60,18 +61,47 @@ def environment() -> dict[str, Any]:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def append_log(run_dir: Path, text: str) -> None:
+    """Append lines to the run's ``log.txt`` (the console output), atomically."""
+    path = run_dir / "log.txt"
+    old = path.read_text() if path.is_file() else ""
+    write_text(path, old + text.rstrip("\n") + "\n")
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+#: TensorBoard tag of each per-epoch column (grouped by split: ``train/loss``, ``val/acc``).
+TB_TAGS = {
+    "lr": "train/lr",
+    "train_loss": "train/loss",
+    "train_acc": "train/acc",
+    "val_loss": "val/loss",
+    "val_acc": "val/acc",
+    "seconds": "time/epoch_seconds",
+}
 
 
 class EpochLog:
-    """Append-only per-epoch CSV (and TensorBoard scalars when enabled)."""
+    """Per-epoch CSV (rewritten atomically each epoch) and TensorBoard scalars when enabled.
+
+    TensorBoard tags are grouped by split (:data:`TB_TAGS`); :meth:`final` adds the test
+    metrics (``test/acc``, ...) and an hparams entry (the flattened config against them).
+    """
 
     def __init__(self, run_dir: Path, tensorboard: bool = False, enabled: bool = True) -> None:
         self.path = run_dir / "log.csv"
         self.enabled = enabled
         self.tb = None
+        self._tb_dir = run_dir / "tb"
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -79,37 +109,52 @@ class EpochLog:
                 raise ImportError(
                     "run.tensorboard=true needs the tb extra: pip install 'masnn[tb]'"
                 ) from exc
-            self.tb = SummaryWriter(str(run_dir / "tb"))
+            self.tb = SummaryWriter(str(self._tb_dir))
+
+    def _rows(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
 
     def truncate_after(self, epoch: int) -> None:
         """On resume, drop rows of epochs after ``epoch`` (they will be re-run)."""
-        if not (self.enabled and self.path.exists()):
+        if not self.enabled:
             return
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        keep = [r for r in rows if int(r["epoch"]) <= epoch]
+        keep = [r for r in self._rows() if int(r["epoch"]) <= epoch]
         if keep:
-            with open(self.path, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(keep[0]))
-                w.writeheader()
-                w.writerows(keep)
-        else:
+            write_text(self.path, _csv_text(keep))
+        elif self.path.exists():
             self.path.unlink()
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        write_text(self.path, _csv_text([*self._rows(), row]))
         if self.tb is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, row["epoch"])
+                    self.tb.add_scalar(TB_TAGS.get(k, k), v, row["epoch"])
             self.tb.flush()
+
+    def final(self, test: dict[str, Any], hparams: dict[str, Any], step: int) -> None:
+        """Test metrics (``test/acc``, ``test/loss``, ...) and the hparams entry."""
+        if self.tb is None:
+            return
+        scalars = {
+            f"test/{k}": float(v)
+            for k, v in test.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        for k, v in scalars.items():
+            self.tb.add_scalar(k, v, step)
+        hp = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in hparams.items()
+            if v is not None
+        }
+        self.tb.add_hparams(hp, {f"hparam/{k}": v for k, v in scalars.items()}, run_name=".")
+        self.tb.flush()
 
     def close(self) -> None:
         if self.tb is not None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from masnn.train.build import eval_loader
 from masnn.train.config import load_config
 from masnn.train.data import build_data, make_loader
 from masnn.train.distributed import eval_indices, init_distributed, train_batches
 from masnn.train.engine import evaluate, make_loss, train_one_epoch
-from masnn.train.runner import eval_loader
 from tests.train.ddp_common import K_STEPS, bn_free_snn, eval_model, overrides
 
 root, out = Path(sys.argv[1]), Path(sys.argv[2])

@@ -43,9 +43,11 @@ elif mode == "checkpoint":
     def fsync(fd: int) -> None:
         real_fsync(fd)
         # every checkpoint write fsyncs the file, then its directory: tick on the file's
+        # (only checkpoint writes count: status, logs and run.json are written atomically too)
         import stat
 
-        if stat.S_ISREG(os.fstat(fd).st_mode):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if stat.S_ISREG(os.fstat(fd).st_mode) and (".checkpoint.pt" in name or ".best.pt" in name):
             _tick()
 
     os.fsync = fsync  # type: ignore[assignment]

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from masnn.train.build import eval_loader
 from masnn.train.config import load_config
 from masnn.train.data import build_data, make_loader
 from masnn.train.distributed import DistInfo, train_batches
 from masnn.train.engine import evaluate, make_loss, train_one_epoch
-from masnn.train.runner import eval_loader
 from tests.train.conftest import TINY_MODEL, tiny_overrides
 from tests.train.ddp_common import K_STEPS, bn_free_snn, eval_model, overrides
 

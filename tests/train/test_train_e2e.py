@@ -136,10 +136,10 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_nan_loss_stops_names_step_keeps_last_good_checkpoint(
     gesture_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import masnn.train.runner as runner
+    import masnn.train.build as build
     from masnn.train.engine import TrainingDiverged
 
-    real = runner.make_loss
+    real = build.make_loss
     calls = {"n": 0}
 
     def poisoned(cfg, k):  # type: ignore[no-untyped-def]
@@ -152,7 +152,7 @@ def test_nan_loss_stops_names_step_keeps_last_good_checkpoint(
 
         return f
 
-    monkeypatch.setattr(runner, "make_loss", poisoned)
+    monkeypatch.setattr(build, "make_loss", poisoned)
     over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL
     over += ["run.epochs=3", "data.val_fraction=0", "run.name=nan"]
     with pytest.raises(TrainingDiverged, match=r"epoch 2, step 2"):
@@ -185,13 +185,15 @@ def test_resume_via_cli_and_refusals(
     over = tiny_overrides(gesture_root, tmp_path) + TINY_MODEL + ["run.name=cli"]
     assert main(["train", "--set", *over]) == 0
     run = tmp_path / "runs" / "cli"
-    # resuming a finished run re-runs nothing and reports the same test metric
+    # resuming a finished run re-runs nothing: it says the run is finished (metrics untouched)
     first = json.loads((run / "metrics.json").read_text())["test"]
-    assert main(["train", "--set", *over, "--resume", str(run / "checkpoint.pt")]) == 0
-    assert json.loads((run / "metrics.json").read_text())["test"] == first
     capsys.readouterr()
+    assert main(["train", "--set", *over, "--resume", str(run / "checkpoint.pt")]) == 2
+    assert "is finished" in capsys.readouterr().err
+    assert json.loads((run / "metrics.json").read_text())["test"] == first
     assert main(["train", "--set", *over, "--resume", str(run / "best.pt")]) == 2
     assert "resume from the run's checkpoint.pt" in capsys.readouterr().err
+    (run / "metrics.json").unlink()  # as if interrupted before the test: resumable again
     assert (
         main(["train", "--set", *over, "optim.lr=0.5", "--resume", str(run / "checkpoint.pt")]) == 2
     )
