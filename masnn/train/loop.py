@@ -178,7 +178,7 @@ class Trainer:
                 bar.set_postfix(
                     loss=f"{sums[0] / max(sums[2], 1):.4f}",
                     acc=f"{sums[1] / max(sums[2], 1):.3f}",
-                    refresh=False,
+                    refresh=done == n_batches,  # the last step always shows its running numbers
                 )
             if every and done % every == 0 and done < n_batches:
                 # the whole job's running sums (every rank takes part in the reduction; only
