@@ -30,8 +30,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 @register_command("export", "Export a checkpoint's model to ONNX or NIR.", _configure)
 def run_export(args: argparse.Namespace) -> int:
-    from masnn.export import get_exporter
-    from masnn.export._model import model_from_checkpoint
+    from masnn.export import get_exporter, model_from_checkpoint
 
     exporter = get_exporter(args.format)
     given = {"timesteps": args.timesteps, "step": args.step or None}

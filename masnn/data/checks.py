@@ -33,11 +33,11 @@ def aedat_event_offset(path: str | os.PathLike[str], index: int) -> int | None:
         HEADER_FMT,
         HEADER_SIZE,
         POLARITY_EVENT,
-        _parse_header,
+        parse_header,
     )
 
     data = Path(path).read_bytes()
-    pos = _parse_header(os.fspath(path), data)
+    pos = parse_header(os.fspath(path), data)
     unpack = struct.Struct(HEADER_FMT).unpack_from
     while pos + HEADER_SIZE <= len(data):
         etype, _s, esize, _o, _v, cap, num, _val = unpack(data, pos)

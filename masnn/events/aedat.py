@@ -123,7 +123,7 @@ _CHUNK_EVENTS = 1 << 16  # events decoded per vectorised batch (bounds temporary
 _INT31 = (1 << 31) - 1
 
 
-def _parse_header(path: str, buf: memoryview | bytes) -> int:
+def parse_header(path: str, buf: memoryview | bytes) -> int:
     """Validate the ASCII header; return the byte offset of the first packet."""
     head = bytes(buf[: min(len(buf), MAX_HEADER_BYTES + 2)])
     first = head.split(b"\n", 1)[0].rstrip(b"\r")
@@ -222,7 +222,7 @@ def read_aedat(
 def _read_mapped(
     path: str, mm: mmap.mmap, size: int, sensor: SensorSize | None, keep_invalid: bool
 ) -> np.ndarray:
-    pos = _parse_header(path, mm[: MAX_HEADER_BYTES + 2])
+    pos = parse_header(path, mm[: MAX_HEADER_BYTES + 2])
     # 1. walk the packet headers (one small Python step per packet)
     offsets: list[int] = []
     counts: list[int] = []

@@ -56,10 +56,10 @@ from masnn.layers.blocks import SpikingConvBlock, SpikingLinearBlock
 from masnn.layers.seq import seq_apply
 from masnn.models.streaming import StreamState
 from masnn.neurons.backends import NotSupportedByBackend
-from masnn.neurons.backends._build import SOURCE as LIF_SOURCE
-from masnn.neurons.backends._build import _cpu_flags, load_shared
-from masnn.neurons.backends.cpp import _CParams, make_plan
-from masnn.neurons.backends.cpp import _forward as lif_forward
+from masnn.neurons.backends.cpp import CParams, make_plan
+from masnn.neurons.backends.cpp import forward_kernel as lif_forward
+from masnn.neurons.backends.kernel_build import SOURCE as LIF_SOURCE
+from masnn.neurons.backends.kernel_build import cpu_flags, load_shared
 from masnn.readout import mean_over_time
 
 _log = logging.getLogger("masnn.inference.sparse")
@@ -234,14 +234,14 @@ class SparseLayer(nn.Module):
             self.why_dense = "conv_pre attention gates the input spikes"
         self.fused = self.post_attn is None and self.lif.membrane_gate is None
         self.fused = self.fused and self.pool_after is None
-        self.cparams: _CParams | None = None
+        self.cparams: CParams | None = None
         if self.fused:
             try:
                 plan = make_plan(
                     torch.zeros(1, 1), None, self.lif.params(), self.lif.surrogate, None,
                     dtypes=(torch.float32,),
                 )  # fmt: skip
-                self.cparams = _CParams(**plan.scalars)
+                self.cparams = CParams(**plan.scalars)
             except NotSupportedByBackend as exc:
                 _log.info("LIF not fused in the sparse engine (%s)", exc)
                 self.fused = False
@@ -608,7 +608,7 @@ def thresholds_path() -> Path:
 
 def machine_key() -> str:
     """The calibration's key: CPU model/features and the thread count."""
-    h = hashlib.sha256(f"{platform.machine()} {_cpu_flags()}".encode()).hexdigest()[:12]
+    h = hashlib.sha256(f"{platform.machine()} {cpu_flags()}".encode()).hexdigest()[:12]
     return f"{platform.machine()}-{h}-threads{torch.get_num_threads()}"
 
 

@@ -207,7 +207,7 @@ def test_nasar_is_the_same_under_every_backend() -> None:
 _FALLBACK = """
 import logging, torch
 from masnn.neurons import LIF
-from masnn.neurons.backends._build import BuildError
+from masnn.neurons.backends.kernel_build import BuildError
 logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
 x = torch.randn(5, 3, 7)
 assert torch.equal(LIF("paper")(x), LIF("paper", backend="torch")(x))
@@ -259,7 +259,7 @@ def test_cache_is_reused_and_keyed(tmp_path: Path) -> None:
     """A second process reuses the cached library (no compile); the key names the CPU/compiler."""
     code = (
         "import logging; logging.basicConfig(level=logging.INFO);"
-        "from masnn.neurons.backends._build import load_library; print(load_library()._name)"
+        "from masnn.neurons.backends.kernel_build import load_library; print(load_library()._name)"
     )
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

@@ -33,7 +33,7 @@ def fused_backend(device_type: str) -> Callable[..., tuple[Tensor, Tensor]] | No
 
 def _probe(device_type: str) -> Callable[..., tuple[Tensor, Tensor]] | None:
     if device_type == "cpu":
-        from masnn.neurons.backends._build import BuildError, load_library
+        from masnn.neurons.backends.kernel_build import BuildError, load_library
 
         try:
             load_library()

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend
-from masnn.neurons.backends._build import load_library
+from masnn.neurons.backends.kernel_build import load_library
 from masnn.neurons.functional import LIFParams, MembraneGate
 from masnn.neurons.surrogate import SURROGATES, Surrogate
 
@@ -33,7 +33,7 @@ from masnn.neurons.surrogate import SURROGATES, Surrogate
 SURROGATE_CODES = {"rect": 0, "sigmoid": 1, "atan": 2}
 
 
-class _CParams(ctypes.Structure):
+class CParams(ctypes.Structure):
     _fields_ = [
         ("leak", ctypes.c_double),
         ("v_rest", ctypes.c_double),
@@ -142,8 +142,8 @@ def _suffix(dtype: torch.dtype) -> str:
     return "f32" if dtype == torch.float32 else "f64"
 
 
-def _forward(
-    x2: Tensor, v0: Tensor | None, cp: _CParams, save_u: bool
+def forward_kernel(
+    x2: Tensor, v0: Tensor | None, cp: CParams, save_u: bool
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     lib = load_library()
     T, N = x2.shape
@@ -162,8 +162,8 @@ class _FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x2: Tensor, v0: Tensor | None, leak: Tensor | None,
                 gain: Tensor | None, scalars: dict[str, Any]) -> Any:  # fmt: skip
-        cp = _CParams(**scalars)
-        spikes, v_last, u = _forward(x2, v0, cp, save_u=True)
+        cp = CParams(**scalars)
+        spikes, v_last, u = forward_kernel(x2, v0, cp, save_u=True)
         ctx.cp = cp
         ctx.has_v0 = v0 is not None
         ctx.save_for_backward(
@@ -216,7 +216,7 @@ def run_plan(
 
 
 def _cpu_forward_only(x2: Tensor, v0: Tensor | None, scalars: dict[str, Any]):  # type: ignore[no-untyped-def]
-    spikes, v_last, _ = _forward(x2, v0, _CParams(**scalars), save_u=False)
+    spikes, v_last, _ = forward_kernel(x2, v0, CParams(**scalars), save_u=False)
     return spikes, v_last
 
 

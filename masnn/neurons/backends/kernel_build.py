@@ -66,7 +66,7 @@ def cache_root() -> Path:
     return Path(xdg) / "torch_extensions"
 
 
-def _cpu_flags() -> str:
+def cpu_flags() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -90,7 +90,7 @@ def build_key(cxx: str, sources: tuple[Path, ...] = (SOURCE,)) -> str:
     for part in (*(p.read_bytes() for p in sources), version.encode(), flags.encode()):
         h.update(part)
         h.update(b"\0")
-    h.update(f"{platform.machine()} {_cpu_flags()}".encode())
+    h.update(f"{platform.machine()} {cpu_flags()}".encode())
     return h.hexdigest()[:16]
 
 
