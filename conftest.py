@@ -8,3 +8,5 @@ import importlib.util
 collect_ignore: list[str] = []
 if importlib.util.find_spec("triton") is None:  # the Triton kernels import triton at module level
     collect_ignore.append("masnn/neurons/backends/_triton_kernels.py")
+if importlib.util.find_spec("neurobench") is None:  # the NeuroBench wrapper needs neurobench
+    collect_ignore.append("masnn/analysis/neurobench.py")

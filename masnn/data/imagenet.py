@@ -249,6 +249,12 @@ def build_imagenet(
             "test_samples": len(test),
             "val_groups": [],
             "val_split_by": "image",
+            "val_note": (
+                f"validation: a seeded random {val_fraction:.0%} of the training images "
+                "(ImageNet's own val folder is the test split)"
+                if val is not None
+                else "no validation split: selection uses the last epoch"
+            ),
             "eval_crop": int(crop),
             "eval_resize": eval_resize(crop, resize),
         },

@@ -45,9 +45,15 @@ def check_data_sources(cfg: TrainConfig) -> None:
 
 
 def check_samples(data: Any, cfg: TrainConfig) -> None:
-    """Empty samples (label windows without events) per ``data.empty_samples``."""
+    """Empty samples (label windows without events) per ``data.empty_samples``.
+
+    Only event datasets (framed subsets of a source) have label windows; static-image splits
+    (ImageNet) have no ``source`` and nothing to check.
+    """
     for split, ds in (("train", data.train), ("test", data.test)):
-        check_empty_samples(ds.source, split, cfg.data.empty_samples)
+        source = getattr(ds, "source", None)
+        if source is not None:
+            check_empty_samples(source, split, cfg.data.empty_samples)
 
 
 def config_diff(saved: TrainConfig, now: TrainConfig, limit: int = 4) -> str:
