@@ -88,8 +88,28 @@ def fold_all_bn(model: nn.Module) -> int:
     return n
 
 
-class FastInference(nn.Module):
+class InferenceOnly(nn.Module):
+    """An inference engine around ``self.model``: it refuses training mode and forwards
+    attribute lookups it does not have to the wrapped model."""
+
+    entry = "masnn.inference"
+
+    def train(self, mode: bool = True) -> InferenceOnly:
+        if mode:
+            raise RuntimeError(f"{self.entry}(model) is for inference only")
+        return super().train(False)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["model"], name)
+
+
+class FastInference(InferenceOnly):
     """The prepared copy returned by :func:`fast`; call it like the model in eval mode."""
+
+    entry = "masnn.inference.fast"
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -99,17 +119,6 @@ class FastInference(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         with torch.inference_mode():
             return self.model(*args, **kwargs)
-
-    def train(self, mode: bool = True) -> FastInference:
-        if mode:
-            raise RuntimeError("masnn.inference.fast(model) is for inference only")
-        return super().train(False)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["model"], name)
 
 
 def fast(model: nn.Module) -> FastInference:

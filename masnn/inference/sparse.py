@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from masnn.inference.fast import fast
+from masnn.inference.fast import InferenceOnly, fast
 from masnn.layers.blocks import SpikingConvBlock, SpikingLinearBlock
 from masnn.layers.seq import seq_apply
 from masnn.models.streaming import StreamState
@@ -444,13 +444,15 @@ class SparseLayer(nn.Module):
 # The engine
 
 
-class SparseInference(nn.Module):
+class SparseInference(InferenceOnly):
     """The prepared model returned by :func:`sparse`; call it like the model in eval mode.
 
     Attributes:
         layers: the :class:`SparseLayer` list, in order.
         last_routes: after a call, ``"sparse"``/``"dense"`` per layer with its input density.
     """
+
+    entry = "masnn.inference.sparse"
 
     def __init__(self, model: nn.Module, thresholds: dict[str, float] | None = None) -> None:
         super().__init__()
@@ -554,17 +556,6 @@ class SparseInference(nn.Module):
             acc = state.acc + head.sum(0)
             t = state.t + frames.shape[0]
             return self.model.head_final(acc / t), StreamState(tuple(vs), acc, t)
-
-    def train(self, mode: bool = True) -> SparseInference:
-        if mode:
-            raise RuntimeError("masnn.inference.sparse(model) is for inference only")
-        return super().train(False)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["model"], name)
 
 
 def sparse(model: nn.Module, thresholds: dict[str, float] | None = None) -> SparseInference:
