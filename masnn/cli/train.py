@@ -113,7 +113,7 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
         "--crop",
         type=int,
         default=None,
-        help="ImageNet evaluation crop (224: Resize 256; 288: Resize 320) = --set data.crop=N",
+        help="ImageNet evaluation crop (224: Resize 256; 288: Resize 320) = --set data.options.crop=N",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument(
@@ -137,7 +137,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides or [])
     if args.crop is not None:
-        overrides.append(f"data.crop={args.crop}")
+        overrides.append(f"data.options.crop={args.crop}")
     res = evaluate_checkpoint(
         args.checkpoint, split=args.split, overrides=overrides, engine=args.engine
     )

@@ -1,10 +1,12 @@
 """Stage 2b: datasets, their registry (:data:`DATASETS`), cache, and batch collation.
 
-A new dataset is one file with one ``@register_dataset("name")`` opener, imported below.
+A new dataset is one file with one ``@register_dataset("name")`` opener, imported below
+(event datasets return :class:`DatasetSplits` of sample sources; a dataset with its own views,
+such as ImageNet, returns :class:`ReadySplits`).
 Importing this package does not import torch; :func:`collate_time_major` does, when called.
 """
 
-from masnn.data import gait, gesture  # noqa: F401  (registers the datasets)
+from masnn.data import gait, gesture, imagenet  # noqa: F401  (registers the datasets)
 from masnn.data.base import EventDataset
 from masnn.data.cache import default_cache_root, load_or_build
 from masnn.data.collate import collate_time_major
@@ -15,7 +17,9 @@ from masnn.data.registry import (
     DataRequest,
     DatasetEntry,
     DatasetSplits,
+    ReadySplits,
     SampleSource,
+    SplitView,
     ValidationGroups,
     carve_validation,
     register_dataset,
@@ -29,7 +33,9 @@ __all__ = [
     "DatasetEntry",
     "DatasetSplits",
     "EventDataset",
+    "ReadySplits",
     "SampleSource",
+    "SplitView",
     "ValidationGroups",
     "carve_validation",
     "collate_time_major",

@@ -17,18 +17,24 @@ Each sample is one image repeated over ``T`` (direct encoding): ``(T, 3, H, W)``
 seeded by ``(seed, epoch, index)`` inside a forked RNG, so they are reproducible, independent
 across DataLoader workers and exactly resumable, and they leave torch's global RNG alone.
 
-torchvision is needed (the ``imagenet`` extra); without it the builder raises one line that
+Registered as ``data.dataset: imagenet`` (:func:`open_imagenet`) with the options
+``image_size``, ``crop`` and ``resize`` (``data.options.crop: 288``). It returns
+:class:`~masnn.data.registry.ReadySplits`: the transforms draw their own augmentations and the
+validation share is carved per image, so training uses its views as they are.
+
+torchvision is needed (the ``imagenet`` extra); without it the opener raises one line that
 names the extra. Importing this module does not import torchvision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from masnn.data.registry import DataRequest, ReadySplits, register_dataset
 
 #: Normalisation of the official code (torchvision's ImageNet statistics).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,6 +42,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Evaluation crop -> resize of the shorter side (224 -> 256: Table 3; 288 -> 320: Table 2 *).
 EVAL_RESIZE = {224: 256, 288: 320}
 EXTRA_HINT = "pip install 'masnn[imagenet]'"
+#: The registered options (``data.options``) and their defaults.
+OPTIONS: dict[str, Any] = {"image_size": 224, "crop": 224, "resize": None}
+#: Smallest training / evaluation crop accepted.
+MIN_CROP = 8
 
 
 def require_torchvision() -> Any:
@@ -55,7 +65,7 @@ def eval_resize(crop: int, resize: int | None = None) -> int:
     288, else ``round(crop * 8 / 7)`` (the 224/256 ratio)."""
     if resize is not None:
         if resize < crop:
-            raise ValueError(f"data.resize={resize} must be >= data.crop={crop}")
+            raise ValueError(f"data.options.resize={resize} must be >= data.options.crop={crop}")
         return int(resize)
     return EVAL_RESIZE.get(int(crop), round(crop * 8 / 7))
 
@@ -145,19 +155,6 @@ class StaticImages:
         return x.unsqueeze(0).expand(self.timesteps, *x.shape), int(label)  # (T, 3, H, W)
 
 
-@dataclass
-class ImageNetSplits:
-    """What :func:`build_imagenet` returns (the fields of the trainer's ``DataBundle``)."""
-
-    train: StaticImages
-    val: StaticImages | None
-    test: StaticImages
-    num_classes: int
-    in_shape: tuple[int, int, int]
-    class_names: tuple[str, ...]
-    split_info: dict[str, Any] = field(default_factory=dict)
-
-
 def _scan(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     tv = require_torchvision()
     if not folder.is_dir():
@@ -193,7 +190,7 @@ def build_imagenet(
     resize: int | None = None,
     val_fraction: float = 0.0,
     seed: int = 0,
-) -> ImageNetSplits:
+) -> ReadySplits:
     """ImageNet train / held-out validation / test (= the official ``val`` folder) splits.
 
     Args:
@@ -236,13 +233,14 @@ def build_imagenet(
         else None
     )
     test = StaticImages(test_samples, ev, timesteps, train=False)
-    return ImageNetSplits(
+    return ReadySplits(
         train=train,
         val=val,
         test=test,
         num_classes=len(classes),
         in_shape=(3, image_size, image_size),
         class_names=tuple(classes),
+        root=root,
         split_info={
             "train_samples": len(train),
             "val_samples": 0 if val is None else len(val),
@@ -261,16 +259,52 @@ def build_imagenet(
     )
 
 
+def check_options(options: Mapping[str, Any]) -> None:
+    """The registered options' values: integer crops ``>= 8``, ``resize`` ``None`` or ``>= crop``.
+
+    Raises:
+        ValueError: one line naming ``data.options.KEY`` and what it must be.
+    """
+    for key in ("image_size", "crop"):
+        v = options[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < MIN_CROP:
+            raise ValueError(f"data.options.{key}={v!r} must be an integer >= {MIN_CROP}")
+    resize = options["resize"]
+    if resize is not None and (isinstance(resize, bool) or not isinstance(resize, int)):
+        raise ValueError(f"data.options.resize={resize!r} must be an integer or null")
+    eval_resize(options["crop"], resize)
+
+
+@register_dataset("imagenet", options=OPTIONS, check=check_options)
+def open_imagenet(req: DataRequest) -> ReadySplits:
+    """ImageNet-1K from ``data.root`` (``train/`` and ``val/`` class folders; the ``imagenet``
+    extra), with ``data.options`` ``image_size`` / ``crop`` / ``resize``."""
+    if req.root is None:
+        raise ValueError("imagenet needs data.root (masnn never downloads; see docs/imagenet.md)")
+    return build_imagenet(
+        req.root,
+        timesteps=req.frames.timesteps,
+        image_size=req.options["image_size"],
+        crop=req.options["crop"],
+        resize=req.options["resize"],
+        val_fraction=req.val_fraction,
+        seed=req.seed,
+    )
+
+
 __all__ = [
     "EVAL_RESIZE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "ImageNetSplits",
+    "MIN_CROP",
+    "OPTIONS",
     "StaticImages",
     "build_imagenet",
     "carve_val",
+    "check_options",
     "eval_resize",
     "eval_transform",
+    "open_imagenet",
     "require_torchvision",
     "train_transform",
 ]

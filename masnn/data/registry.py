@@ -10,10 +10,20 @@ A source need not be event-based: anything with ``labels``, ``class_names``, ``n
 ``frame_shape()`` and ``frames(index, train=..., rng=...)`` returning ``(T, C, H, W)`` fits
 (e.g. static images repeated over ``T`` with :func:`masnn.layout.repeat_over_time`).
 
+A dataset that carves its own validation split and draws its own augmentations (ImageNet:
+torchvision transforms, a per-image held-out share) returns :class:`ReadySplits` instead: the
+train / validation / test views themselves (:class:`SplitView`), which training uses as they
+are. Both kinds go through the same registration and the same ``build_data`` code path; the
+opener's return type says which it is.
+
+A dataset's own settings are registered with it (``options``: names and defaults) and, if
+their values need checking, a ``check`` function; a config sets them under ``data.options``,
+and an unknown key or a bad value fails when the config is loaded.
+
 Example:
     >>> from masnn.data import DATASETS
-    >>> DATASETS.names()[:3]
-    ['dvs128_gait', 'dvs128_gesture', 'synth_gesture']
+    >>> DATASETS.names()
+    ['dvs128_gait', 'dvs128_gesture', 'imagenet', 'synth_gesture']
 """
 
 from __future__ import annotations
@@ -72,6 +82,9 @@ class DataRequest:
         progress: show progress bars while decoding.
         options: the dataset's own settings: every key it registered, with the user's value or
             the registered default.
+        val_fraction: share of the training split to hold out for validation; read only by
+            openers that return :class:`ReadySplits` (training carves the others' split).
+        seed: the run's seed (held-out draw and augmentations of :class:`ReadySplits`).
     """
 
     frames: FrameCfg
@@ -79,6 +92,8 @@ class DataRequest:
     cache_dir: str | None = None
     progress: bool = True
     options: Mapping[str, Any] = field(default_factory=dict)
+    val_fraction: float = 0.0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,7 +125,66 @@ class DatasetSplits:
     validation: ValidationGroups
 
 
-Opener = Callable[[DataRequest], DatasetSplits]
+class SplitView(Protocol):
+    """A ready split, as training iterates it: a map-style dataset of ``(frames, label)``.
+
+    ``frames`` is ``(T, C, H, W)`` (or ``(clips, T, C, H, W)`` at evaluation); ``set_epoch``
+    selects the random draws of an epoch (a no-op for an evaluation view).
+    """
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int label of every sample."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Any, int]: ...
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random draws of ``epoch`` (call before iterating)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReadySplits:
+    """What an opener returns when it builds the training views itself.
+
+    Attributes:
+        train: the random training view.
+        val: the held-out validation view (``None`` when ``val_fraction`` is 0).
+        test: the test view.
+        num_classes: number of labels.
+        in_shape: ``(C, H, W)`` of one frame.
+        class_names: one display name per label.
+        root: the dataset directory.
+        split_info: ``train_samples``, ``val_samples``, ``test_samples``, ``val_groups``,
+            ``val_split_by`` (the unit held out, in words) and ``val_note`` (one sentence stating
+            the split), plus anything the dataset wants saved in ``run.json``.
+    """
+
+    train: SplitView
+    val: SplitView | None
+    test: SplitView
+    num_classes: int
+    in_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    root: Path
+    split_info: Mapping[str, Any]
+
+
+#: The split info keys every dataset reports (printed with the run, saved in ``run.json``).
+SPLIT_INFO_KEYS = (
+    "train_samples",
+    "val_samples",
+    "test_samples",
+    "val_groups",
+    "val_split_by",
+    "val_note",
+)
+
+Opener = Callable[[DataRequest], DatasetSplits | ReadySplits]
+OptionCheck = Callable[[Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -121,13 +195,18 @@ class DatasetEntry:
     open: Opener
     needs_root: bool = True
     options: Mapping[str, Any] = field(default_factory=dict)
+    check: OptionCheck | None = None
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
 def register_dataset(
-    name: str, *, needs_root: bool = True, options: Mapping[str, Any] | None = None
+    name: str,
+    *,
+    needs_root: bool = True,
+    options: Mapping[str, Any] | None = None,
+    check: OptionCheck | None = None,
 ) -> Callable[[Opener], Opener]:
     """Register an opener under ``name`` (``data.dataset: NAME`` in a training config).
 
@@ -136,17 +215,23 @@ def register_dataset(
         needs_root: ``False`` when the opener can make its data itself (``data.root`` optional).
         options: the dataset's own settings and their defaults; a config sets them under
             ``data.options`` (or as a ``data`` key of the same name, e.g. ``data.gait_variant``).
+        check: optional check of the resolved options (every registered key present); raises
+            ``ValueError`` with one line naming ``data.options.KEY`` and the allowed values.
     """
 
     def deco(fn: Opener) -> Opener:
-        DATASETS.add(name, DatasetEntry(name, fn, needs_root, dict(options or {})))
+        DATASETS.add(name, DatasetEntry(name, fn, needs_root, dict(options or {}), check))
         return fn
 
     return deco
 
 
 def resolve_options(entry: DatasetEntry, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The registered defaults updated with ``given``; an unknown key raises naming the allowed."""
+    """The registered defaults updated with ``given``, checked by the dataset's ``check``.
+
+    Raises:
+        ValueError: an unknown key (the allowed ones named) or a value the check refuses.
+    """
     allowed = sorted(entry.options)
     for key in given:
         if key not in entry.options:
@@ -154,7 +239,10 @@ def resolve_options(entry: DatasetEntry, given: Mapping[str, Any]) -> dict[str, 
                 f"data.options.{key}: unknown option for dataset {entry.name!r}"
                 f"{suggest(key, allowed)}; allowed: {allowed}"
             )
-    return {**entry.options, **given}
+    resolved = {**entry.options, **given}
+    if entry.check is not None:
+        entry.check(resolved)
+    return resolved
 
 
 def carve_validation(

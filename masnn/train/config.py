@@ -24,6 +24,7 @@ import yaml
 from masnn._registry import suggest
 from masnn.attention import AttnCfg
 from masnn.data import DATASETS
+from masnn.data.registry import resolve_options
 
 _SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -38,8 +39,8 @@ class DataCfg:
 
     Attributes:
         dataset: a name registered in :data:`masnn.data.DATASETS`: ``synth_gesture`` (the
-            offline default, generated if absent), ``dvs128_gesture``, ``dvs128_gait``, ...,
-            or ``imagenet`` (the ``imagenet`` extra).
+            offline default, generated if absent), ``dvs128_gesture``, ``dvs128_gait``,
+            ``imagenet`` (the ``imagenet`` extra), ...
         root: dataset directory; ``None`` = the default data dir (synthetic set only).
         synth_size: size of the generated set (``small`` | ``full``).
         synth_seed: seed of the generated set.
@@ -53,10 +54,10 @@ class DataCfg:
             model selection; 0 disables validation (selection then uses the last epoch).
         workers: DataLoader worker processes.
         cache_dir: decoded-event cache; ``None`` = ``$MASNN_CACHE`` or the XDG cache dir.
-        options: the dataset's own settings (keys it registered; unknown keys raise).
-        image_size: ImageNet training crop (``RandomResizedCrop``).
-        crop: ImageNet evaluation crop (``CenterCrop``; 224 Table 3, 288 Table 2 ``*``).
-        resize: ImageNet evaluation resize; ``None`` = 256 for crop 224, 320 for 288.
+        options: the dataset's own settings (keys it registered; unknown keys raise), e.g.
+            ImageNet's ``image_size`` (training ``RandomResizedCrop``), ``crop`` (evaluation
+            ``CenterCrop``; 224 Table 3, 288 Table 2 ``*``) and ``resize`` (``None`` = 256 for
+            crop 224, 320 for 288).
         empty_samples: label windows that select no event: ``error`` (default) stops before
             training; ``warn`` trains anyway and warns with the count.
     """
@@ -75,9 +76,6 @@ class DataCfg:
     workers: int = 0
     cache_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    image_size: int = 224
-    crop: int = 224
-    resize: int | None = None
     empty_samples: Literal["error", "warn"] = "error"
 
 
@@ -129,6 +127,23 @@ def _check_model_section(model: Any) -> None:
     for old, new in _MOVED_TO_ATTN.items():
         if isinstance(model.get("kwargs"), dict) and old in model["kwargs"]:
             raise ConfigError(f"model.kwargs.{old} moved to model.attn.{new}; {_ATTN_EXAMPLE}")
+
+
+#: Old flat ImageNet keys of the ``data`` section, now ``data.options`` of ``imagenet``.
+_MOVED_TO_OPTIONS = ("image_size", "crop", "resize")
+_OPTIONS_EXAMPLE = (
+    "ImageNet's settings are options of the dataset, e.g. data: {dataset: imagenet, "
+    "options: {image_size: 224, crop: 288, resize: null}} (--set data.options.crop=288)"
+)
+
+
+def _check_data_section(data: Any) -> None:
+    """Old flat ImageNet keys fail with the new form (``data.options``)."""
+    if not isinstance(data, dict):
+        return
+    for old in _MOVED_TO_OPTIONS:
+        if old in data:
+            raise ConfigError(f"data.{old} moved to data.options.{old}; {_OPTIONS_EXAMPLE}")
 
 
 @dataclass
@@ -324,6 +339,7 @@ def migrate_saved_config(data: dict[str, Any]) -> dict[str, Any]:
     configs are migrated: a user's YAML or ``--set`` with the old keys fails (new form shown).
     """
     out = json.loads(json.dumps(data))  # deep copy of plain data
+    _migrate_data_section(out.get("data"))
     model = out.get("model")
     if not isinstance(model, dict) or isinstance(model.get("attn"), dict):
         return out
@@ -338,9 +354,25 @@ def migrate_saved_config(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _migrate_data_section(data: Any) -> None:
+    """Saved configs before ImageNet became a registered dataset hold flat ``data.image_size``
+    / ``crop`` / ``resize`` (in every run, ImageNet or not): an ImageNet run's move to
+    ``data.options`` (a value already there wins); any other run's are dropped (they were the
+    defaults: other datasets refused them)."""
+    if not isinstance(data, dict):
+        return
+    moved = {k: data.pop(k) for k in _MOVED_TO_OPTIONS if k in data}
+    if moved and data.get("dataset") == "imagenet":
+        options = data.setdefault("options", {})
+        if isinstance(options, dict):
+            for key, value in moved.items():
+                options.setdefault(key, value)
+
+
 def config_from_dict(data: dict[str, Any] | None) -> TrainConfig:
     """Build a :class:`TrainConfig` from a nested mapping; strict (see the module docstring)."""
     _check_model_section((data or {}).get("model"))
+    _check_data_section((data or {}).get("data"))
     cfg = _build(TrainConfig, data or {})
     validate(cfg)
     return cfg
@@ -429,8 +461,6 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.data.test_clips >= 1, "data.test_clips must be >= 1"),
         (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
-        (cfg.data.image_size >= 8 and cfg.data.crop >= 8, "data.image_size and data.crop must be >= 8"),
-        (cfg.data.resize is None or cfg.data.resize >= cfg.data.crop, "data.resize must be >= data.crop"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
         (cfg.run.epochs >= 1, "run.epochs must be >= 1"),
@@ -461,31 +491,35 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(msg)
     if cfg.run.name is not None:
         check_run_name(cfg.run.name)
-    image_keys = {"image_size": 224, "crop": 224, "resize": None}
-    changed = [k for k, v in image_keys.items() if getattr(cfg.data, k) != v]
-    if cfg.data.dataset != "imagenet" and changed:
-        raise ConfigError(
-            f"data.{changed[0]} applies to data.dataset='imagenet' only "
-            f"(this config's dataset is {cfg.data.dataset!r})"
-        )
-    if cfg.data.dataset == "imagenet":
-        if cfg.data.root is None:
-            raise ConfigError(
-                "data.root is required for data.dataset='imagenet' (masnn never downloads; "
-                "see docs/imagenet.md for the expected layout)"
-            )
-        return
     if cfg.data.dataset not in DATASETS:
-        allowed = [*DATASETS.names(), "imagenet"]
+        allowed = DATASETS.names()
         raise ConfigError(
             f"data.dataset: unknown dataset {cfg.data.dataset!r}"
             f"{suggest(cfg.data.dataset, allowed)}; allowed: {allowed}"
         )
-    if DATASETS.get(cfg.data.dataset).needs_root and cfg.data.root is None:
+    entry = DATASETS.get(cfg.data.dataset)
+    if entry.needs_root and cfg.data.root is None:
         raise ConfigError(
             f"data.root is required for data.dataset={cfg.data.dataset!r} (masnn never downloads; "
-            "see docs/data.md for where to get it)"
+            "see docs/data.md, for ImageNet docs/imagenet.md, for where to get it)"
         )
+    try:
+        resolve_options(entry, given_options(cfg.data))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def given_options(data: DataCfg) -> dict[str, Any]:
+    """The options ``data`` sets for its registered dataset.
+
+    A registered option is read from ``data.options`` or, failing that, from the ``data`` key of
+    the same name (``data.gait_variant``, ``data.synth_size``, ...); the others take the
+    registered default (:func:`masnn.data.registry.resolve_options`).
+    """
+    entry = DATASETS.get(data.dataset)
+    given = {k: getattr(data, k) for k in entry.options if hasattr(data, k)}
+    given.update(data.options)
+    return given
 
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*")

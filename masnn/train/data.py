@@ -3,7 +3,8 @@
 * The dataset comes from :data:`masnn.data.DATASETS` (``data.dataset``); nothing here knows a
   particular dataset. Its sources frame their own samples (:meth:`SampleSource.frames`), with
   the framing built here from the config: the frames a dataset produces are the frames
-  training uses.
+  training uses. A dataset that builds its own views (:class:`~masnn.data.ReadySplits`, e.g.
+  ImageNet) is used as it returns them.
 * The validation split is carved from the *training* split by whole groups, as the dataset
   declares them (users for DVS128 Gesture; blocks of consecutive walks within every subject
   for DVS128 Gait, whose subjects are the labels), seeded; the dataset's one-sentence
@@ -23,10 +24,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from masnn.data import DATASETS, DataRequest, SampleSource, carve_validation, collate_time_major
-from masnn.data.registry import resolve_options
+from masnn.data import (
+    DATASETS,
+    DataRequest,
+    DatasetSplits,
+    ReadySplits,
+    SampleSource,
+    SplitView,
+    carve_validation,
+    collate_time_major,
+)
+from masnn.data.registry import SPLIT_INFO_KEYS, resolve_options
 from masnn.frames import FrameCfg
-from masnn.train.config import DataCfg
+from masnn.train.config import DataCfg, given_options
 
 DOCS_HINT = "see docs/data.md for where to get it and the expected layout"
 
@@ -35,9 +45,9 @@ DOCS_HINT = "see docs/data.md for where to get it and the expected layout"
 class DataBundle:
     """Everything the trainer needs from the data side."""
 
-    train: FramedSamples
-    val: FramedSamples | None
-    test: FramedSamples
+    train: SplitView
+    val: SplitView | None
+    test: SplitView
     num_classes: int
     in_shape: tuple[int, int, int]  # (C, H, W) of one frame
     class_names: tuple[str, ...]
@@ -109,15 +119,10 @@ def frame_cfg(cfg: DataCfg) -> FrameCfg:
     )
 
 
-def data_request(cfg: DataCfg, *, progress: bool = True) -> DataRequest:
-    """The request for the registered dataset ``cfg.dataset`` (its options resolved).
-
-    A registered option is read from ``data.options`` or, failing that, from the ``data`` key of
-    the same name (``data.gait_variant``, ``data.synth_size``, ...), else its default.
-    """
+def data_request(cfg: DataCfg, *, seed: int = 0, progress: bool = True) -> DataRequest:
+    """The request for the registered dataset ``cfg.dataset`` (its options resolved, see
+    :func:`given_options`)."""
     entry = DATASETS.get(cfg.dataset)
-    given = {k: getattr(cfg, k) for k in entry.options if hasattr(cfg, k)}
-    given.update(cfg.options)
     root = None
     if cfg.root is not None:
         root = Path(cfg.root).expanduser()
@@ -130,16 +135,27 @@ def data_request(cfg: DataCfg, *, progress: bool = True) -> DataRequest:
         root=root,
         cache_dir=cfg.cache_dir,
         progress=progress,
-        options=resolve_options(entry, given),
+        options=resolve_options(entry, given_options(cfg)),
+        val_fraction=cfg.val_fraction,
+        seed=seed,
     )
 
 
 def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
-    """Open the registered dataset of ``cfg`` and build the train/val/test subsets."""
-    if cfg.dataset == IMAGENET:  # HOOK(issue 18): becomes a DATASETS registration
-        return _imagenet_bundle(cfg, Path(cfg.root or "").expanduser(), seed)
+    """Open the registered dataset of ``cfg`` and build the train/val/test subsets.
+
+    Sample sources (:class:`~masnn.data.DatasetSplits`) are framed here and split by whole
+    groups; ready views (:class:`~masnn.data.ReadySplits`) are used as the dataset built them.
+    """
     entry = DATASETS.get(cfg.dataset)
-    splits = entry.open(data_request(cfg, progress=progress))
+    splits = entry.open(data_request(cfg, seed=seed, progress=progress))
+    if isinstance(splits, ReadySplits):
+        return _ready_bundle(cfg.dataset, splits)
+    if not isinstance(splits, DatasetSplits):
+        raise TypeError(
+            f"dataset {cfg.dataset!r}: its opener returned {type(splits).__name__}; "
+            "expected DatasetSplits or ReadySplits"
+        )
     val_plan = splits.validation
     if len(val_plan.groups) != len(splits.train):
         raise ValueError(
@@ -172,35 +188,24 @@ def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
     )
 
 
-#: Static-image dataset still built outside the DATASETS registry (its splits frame through
-#: torchvision transforms, not a SampleSource yet); see docs/imagenet.md.
-IMAGENET = "imagenet"
-
-
-def _imagenet_bundle(cfg: DataCfg, root: Path, seed: int) -> DataBundle:
-    """HOOK(issue 18): ``masnn.data.imagenet.build_imagenet`` as a :class:`DataBundle`."""
-    if not root.exists():
-        raise FileNotFoundError(f"data.root={str(root)!r} does not exist ({DOCS_HINT})")
-    from masnn.data.imagenet import build_imagenet
-
-    s = build_imagenet(
-        root,
-        timesteps=cfg.timesteps,
-        image_size=cfg.image_size,
-        crop=cfg.crop,
-        resize=cfg.resize,
-        val_fraction=cfg.val_fraction,
-        seed=seed,
-    )
+def _ready_bundle(name: str, splits: ReadySplits) -> DataBundle:
+    """A dataset's own views as a :class:`DataBundle` (its split info checked for the keys
+    every run reports)."""
+    missing = [k for k in SPLIT_INFO_KEYS if k not in splits.split_info]
+    if missing:
+        raise ValueError(
+            f"dataset {name!r}: split_info lacks {missing}; every dataset reports "
+            f"{list(SPLIT_INFO_KEYS)}"
+        )
     return DataBundle(
-        train=s.train,  # type: ignore[arg-type]
-        val=s.val,  # type: ignore[arg-type]
-        test=s.test,  # type: ignore[arg-type]
-        num_classes=s.num_classes,
-        in_shape=s.in_shape,
-        class_names=s.class_names,
-        root=root,
-        split_info=s.split_info,
+        train=splits.train,
+        val=splits.val,
+        test=splits.test,
+        num_classes=int(splits.num_classes),
+        in_shape=splits.in_shape,
+        class_names=tuple(splits.class_names),
+        root=Path(splits.root),
+        split_info=dict(splits.split_info),
     )
 
 

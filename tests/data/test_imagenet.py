@@ -35,8 +35,8 @@ def eval_overrides(root: Path, out: Path, crop: int = 224) -> list[str]:
         "data.dataset=imagenet",
         f"data.root={root}",
         "data.timesteps=2",
-        f"data.crop={crop}",
-        "data.image_size=48",
+        f"data.options.crop={crop}",
+        "data.options.image_size=48",
         "data.val_fraction=0",
         "run.batch_size=4",
         "run.eval_batch_size=3",
@@ -102,15 +102,62 @@ def test_eval_resize_rule() -> None:
     assert EVAL_RESIZE == {224: 256, 288: 320}
     assert eval_resize(224) == 256 and eval_resize(288) == 320
     assert eval_resize(112) == 128 and eval_resize(288, 300) == 300
-    with pytest.raises(ValueError, match="data.resize=200 must be >= data.crop=224"):
+    with pytest.raises(
+        ValueError, match="data.options.resize=200 must be >= data.options.crop=224"
+    ):
         eval_resize(224, 200)
-    with pytest.raises(ConfigError, match="data.resize must be >= data.crop"):
+    with pytest.raises(
+        ConfigError, match="data.options.resize=256 must be >= data.options.crop=288"
+    ):
         load_config(
-            None, ["data.dataset=imagenet", "data.root=x", "data.crop=288", "data.resize=256"]
-        )
+            None,
+            ["data.dataset=imagenet", "data.root=x", "data.options.crop=288",
+             "data.options.resize=256"],
+        )  # fmt: skip
     # masnn eval --crop on a DVS checkpoint: refused, not silently ignored
-    with pytest.raises(ConfigError, match="data.crop applies to data.dataset='imagenet' only"):
-        load_config(None, ["data.crop=288"])
+    with pytest.raises(
+        ConfigError, match="data.options.crop: unknown option for dataset 'synth_gesture'"
+    ):
+        load_config(None, ["data.options.crop=288"])
+    with pytest.raises(ConfigError, match=r"data.options.image_size=4 must be an integer >= 8"):
+        load_config(None, ["data.dataset=imagenet", "data.root=x", "data.options.image_size=4"])
+
+
+@pytest.mark.parametrize("key", ["image_size", "crop", "resize"])
+def test_old_flat_imagenet_keys_fail_with_the_new_form(key: str) -> None:
+    """``data.crop`` & co. became options of the registered dataset; the old keys fail in one
+    line that shows the new form (like the old flat attention keys)."""
+    over = ["data.dataset=imagenet", "data.root=x", f"data.{key}=288"]
+    with pytest.raises(ConfigError) as info:
+        load_config(None, over)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert f"data.{key} moved to data.options.{key}" in msg
+    assert "options: {image_size: 224, crop: 288" in msg and "--set data.options.crop=288" in msg
+
+
+def test_saved_flat_imagenet_keys_migrate_to_options() -> None:
+    """A checkpoint's saved config (older masnn) moves the flat keys; other datasets drop them."""
+    from masnn.train.config import config_from_dict, migrate_saved_config
+
+    saved = {"data": {"dataset": "imagenet", "root": "x", "image_size": 40, "crop": 288,
+                      "resize": None}}  # fmt: skip
+    cfg = config_from_dict(migrate_saved_config(saved))
+    assert cfg.data.options == {"image_size": 40, "crop": 288, "resize": None}
+    dvs = {"data": {"dataset": "synth_gesture", "image_size": 224, "crop": 224, "resize": None}}
+    assert config_from_dict(migrate_saved_config(dvs)).data.options == {}
+
+
+def test_imagenet_is_a_registered_dataset_importing_no_torchvision() -> None:
+    code = (
+        "import sys, masnn.data, masnn.train.data; from masnn.data import DATASETS; "
+        "e = DATASETS.get('imagenet'); "
+        "print(sorted(e.options), e.needs_root, 'torchvision' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(HERE.parents[1])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == "['crop', 'image_size', 'resize'] True False"
 
 
 def test_held_out_split_is_seeded_and_disjoint() -> None:
@@ -198,7 +245,7 @@ def test_two_training_steps_then_eval_at_both_crops(
 
     over = eval_overrides(image_root, tmp_path) + [
         "data.timesteps=1",
-        "data.crop=56",
+        "data.options.crop=56",
         "run.epochs=1",
         "run.max_steps_per_epoch=2",
         "data.workers=2",
@@ -273,7 +320,7 @@ def test_t1_run_fine_tunes_at_t4_and_eval_needs_no_init_file(
     from masnn.train.runner import train
 
     base = eval_overrides(image_root, tmp_path) + [
-        "data.crop=48", "run.epochs=1", "run.max_steps_per_epoch=1",
+        "data.options.crop=48", "run.epochs=1", "run.max_steps_per_epoch=1",
     ]  # fmt: skip
     train(load_config(None, [*base, "data.timesteps=1", "run.name=t1"]), quiet=True)
     t1 = tmp_path / "runs" / "t1" / "best.pt"

@@ -15,7 +15,7 @@ from masnn.data.gesture import user_of
 from masnn.frames import FrameCfg
 from masnn.layout import repeat_over_time
 from masnn.train.config import ConfigError, DataCfg, load_config
-from masnn.train.data import build_data, make_loader
+from masnn.train.data import build_data, data_request, make_loader
 from masnn.train.runner import train
 from tests.data.ibm_fixture import make_ibm
 from tests.data.test_gait import make_gait
@@ -171,6 +171,104 @@ def test_a_dataset_registered_outside_the_package_trains(tmp_path: Path) -> None
     assert m["test"]["samples"] == 3
     with pytest.raises(ValueError, match=r"data\.options\.imgs.*did you mean 'images'"):
         build_data(DataCfg(dataset="test_static_images", options={"imgs": 1}), seed=0)
+
+
+class ReadyView(torch.utils.data.Dataset):
+    """A dataset's own view: it draws its own augmentation from (seed, epoch, index)."""
+
+    def __init__(self, images: torch.Tensor, timesteps: int, *, train: bool, seed: int) -> None:
+        self.images, self.timesteps, self.train, self.seed = images, timesteps, train, seed
+        self.labels = np.arange(len(images)) % 3
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.images[i]
+        flip = self.train and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5
+        if flip:  # a flip drawn from (seed, epoch, index)
+            x = x.flip(-1)
+        return x.unsqueeze(0).expand(self.timesteps, *x.shape), int(self.labels[i])
+
+
+def _ready_check(options: dict[str, Any]) -> None:
+    if options["images"] < 4:
+        raise ValueError(f"data.options.images={options['images']} must be >= 4")
+
+
+@register_dataset("test_ready_images", needs_root=False, options={"images": 8}, check=_ready_check)
+def _open_ready(req):  # type: ignore[no-untyped-def]
+    from masnn.data import ReadySplits
+
+    n, t = int(req.options["images"]), req.frames.timesteps
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n + 3, 1, 8, 8, generator=g)
+    n_val = round(req.val_fraction * n)
+    held = np.random.default_rng(req.seed).permutation(n)[:n_val]
+    keep = np.setdiff1d(np.arange(n), held)
+    return ReadySplits(
+        train=ReadyView(images[keep], t, train=True, seed=req.seed),
+        val=ReadyView(images[np.sort(held)], t, train=False, seed=req.seed) if n_val else None,
+        test=ReadyView(images[n:], t, train=False, seed=req.seed),
+        num_classes=3,
+        in_shape=(1, 8, 8),
+        class_names=("a", "b", "c"),
+        root=Path("."),
+        split_info={
+            "train_samples": len(keep), "val_samples": n_val, "test_samples": 3,
+            "val_groups": [], "val_split_by": "image", "val_note": f"{n_val} images held out",
+        },
+    )  # fmt: skip
+
+
+def test_a_dataset_with_its_own_splits_trains_through_build_data(tmp_path: Path) -> None:
+    """The ReadySplits contract (ImageNet's kind), registered outside the package."""
+    from masnn.data import ReadySplits
+
+    assert "test_ready_images" in DATASETS
+    cfg = DataCfg(
+        dataset="test_ready_images", timesteps=2, val_fraction=0.25, options={"images": 12}
+    )
+    data = build_data(cfg, seed=4, progress=False)
+    assert isinstance(DATASETS.get("test_ready_images").open(data_request(cfg)), ReadySplits)
+    assert (len(data.train), len(data.val), len(data.test)) == (9, 3, 3)
+    assert data.split_info["val_note"] == "3 images held out" and data.in_shape == (1, 8, 8)
+    assert isinstance(data.train, ReadyView) and data.train.seed == 4  # used as built
+    x, y = next(iter(make_loader(data.train, [[0, 1, 2]], 0)))
+    assert tuple(x.shape) == (2, 3, 1, 8, 8) and y.tolist() == data.train.labels[:3].tolist()
+    over = [
+        "data.dataset=test_ready_images", "data.timesteps=2", "data.options={images: 12}",
+        "data.val_fraction=0.25", "run.epochs=1", "run.batch_size=4", "run.progress=false",
+        "run.threads=1", f"run.out_dir={tmp_path / 'runs'}", *TINY_MODEL,
+    ]  # fmt: skip
+    m = train(load_config(None, over), quiet=True)
+    assert m["test"]["samples"] == 3
+    # its options are checked when the config loads: unknown key, and the dataset's own check
+    with pytest.raises(ConfigError, match=r"data\.options\.imgs.*did you mean 'images'"):
+        load_config(None, ["data.dataset=test_ready_images", "data.options={imgs: 5}"])
+    with pytest.raises(ConfigError, match=r"data\.options\.images=2 must be >= 4"):
+        load_config(None, ["data.dataset=test_ready_images", "data.options={images: 2}"])
+
+
+def test_split_info_of_ready_splits_is_checked() -> None:
+    from masnn.data import ReadySplits
+
+    @register_dataset("test_ready_bad", needs_root=False)
+    def _bad(req):  # type: ignore[no-untyped-def]
+        v = ReadyView(torch.zeros(4, 1, 2, 2), 1, train=False, seed=0)
+        return ReadySplits(v, None, v, 3, (1, 2, 2), ("a", "b", "c"), Path("."), {})
+
+    try:
+        with pytest.raises(
+            ValueError, match=r"'test_ready_bad': split_info lacks \['train_samples'"
+        ):
+            build_data(DataCfg(dataset="test_ready_bad"), seed=0, progress=False)
+    finally:
+        DATASETS.remove("test_ready_bad")
 
 
 def test_unknown_dataset_and_missing_root_are_config_errors() -> None:

@@ -60,7 +60,7 @@ def test_raw_yaml_matches_the_table(path: Path) -> None:
         assert (a["placement"], a["reduction_c"], a["kernel_size"]) == ("code", 8, 3)
         assert a["relu"] is (att_res == 1)
     t4 = path.stem.endswith("_t4")
-    assert raw["data"]["crop"] == (288 if t4 else 224)
+    assert raw["data"]["options"]["crop"] == (288 if t4 else 224)
     assert raw["data"]["timesteps"] == (4 if t4 else 1)
     if t4:  # starts from the T = 1 run of the same network
         assert m["kwargs"]["pretrained"] == "runs/imagenet_ms104_csa/best.pt"
@@ -121,7 +121,7 @@ def test_runs_two_steps_on_a_tiny_image_folder(path: Path, tmp_path: Path) -> No
         save_checkpoint(tmp_path / "t1.pt", epoch=1, config={}, model=t1.state_dict())
         kwargs["pretrained"] = str(tmp_path / "t1.pt")
     over = [
-        f"data.root={root}", "data.image_size=32", "data.crop=32", "data.workers=0",
+        f"data.root={root}", "data.options.image_size=32", "data.options.crop=32", "data.workers=0",
         "data.val_fraction=0", "run.batch_size=4", "run.eval_batch_size=5", "run.epochs=1",
         "run.max_steps_per_epoch=2", "run.amp=none", f"run.out_dir={tmp_path / 'runs'}",
         "run.progress=false", f"model.kwargs={kwargs}",
