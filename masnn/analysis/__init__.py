@@ -8,6 +8,7 @@ Paper: `Attention Spiking Neural Networks` (§4, §6; NASAR, LASAR, rEE) - https
 * :func:`measure` -> :class:`Report` (``to_dict`` / ``to_markdown``), :func:`format_summary`;
 * :func:`block_isometry` / :func:`isometry_sweep`: paper Theorem 1's phi/varphi of each residual
   block's JJ^T (random probes) and the per-block gradient-norm ratio (:mod:`~.isometry`);
+* :class:`HookSet`: the hook lifetime every counter shares (install on enter, always remove);
 * :mod:`masnn.analysis.neurobench`: a NeuroBench ``NeuroBenchModel`` wrapper (needs neurobench).
 
 Nothing in models/layers/neurons imports this package; every hook is removed on exit.
@@ -23,6 +24,7 @@ from masnn.analysis.energy import (
     energy_pj,
     relative_energy_efficiency,
 )
+from masnn.analysis.hooks import HookSet
 from masnn.analysis.isometry import BlockIsometry, block_isometry, isometry_sweep
 from masnn.analysis.monitors import CONVENTIONS, LayerSpikes, SpikeMonitor, SpikeStats
 from masnn.analysis.ops import ATTN_CONVENTIONS, OpsCounter, attention_macs, is_binary
@@ -36,6 +38,7 @@ __all__ = [
     "DEFAULT_ENERGY",
     "ENERGY_PRESETS",
     "EnergyCost",
+    "HookSet",
     "LayerSpikes",
     "OpsCounter",
     "Report",

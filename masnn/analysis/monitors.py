@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from masnn.analysis._hooks import HookSet
+from masnn.analysis.hooks import HookSet
 from masnn.neurons import LIF
 
 #: Neuron-count conventions (``ModelCfg.neuron_count``): every LIF layer, or conv LIF layers.

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 
-from masnn.analysis._hooks import HookSet
+from masnn.analysis.hooks import HookSet
 from masnn.attention.gates import GATES, gate_internals, gate_of
 
 #: Attention MAC conventions: ``paper_table5`` (one pass of the gate's learned map per step,

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from masnn.analysis.hooks import HookSet
 from masnn.errors import MasnnError
 from masnn.report.variants import Variant, all_variants, parse_variant, variant_overrides
 from masnn.train.config import TrainConfig, config_from_dict, load_config
@@ -224,27 +225,20 @@ def ensure_run(spec: RunSpec, *, quiet: bool = True) -> tuple[dict[str, Any], bo
 # -- analysis of one finished run -------------------------------------------------------------
 
 
-class _RateMaps:
+class _RateMaps(HookSet):
     """Forward hooks: per-neuron spike counts of every LIF layer, summed over T and samples."""
 
     def __init__(self, model: nn.Module) -> None:
         from masnn.neurons import LIF
 
+        super().__init__()
         self.lifs = [(n, m) for n, m in model.named_modules() if isinstance(m, LIF)]
         self.sums: dict[str, Tensor] = {}
         self.samples: dict[str, int] = {}
         self.steps: dict[str, int] = {}
-        self._handles: list[Any] = []
 
-    def __enter__(self) -> _RateMaps:
-        for name, mod in self.lifs:
-            self._handles.append(mod.register_forward_hook(self._hook(name)))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+    def _install(self) -> None:
+        self.hook_each(self.lifs, self._hook)
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, out: Any) -> None:
@@ -266,24 +260,17 @@ class _RateMaps:
         }
 
 
-class _GateMeans:
+class _GateMeans(HookSet):
     """Forward hooks on every ``*.ta.gate``: the TA weight of each step, averaged over samples."""
 
     def __init__(self, model: nn.Module, kind: str = "ta") -> None:
+        super().__init__()
         self.gates = [(n, m) for n, m in model.named_modules() if n.endswith(f".{kind}.gate")]
         self.sums: dict[str, Tensor] = {}
         self.samples: dict[str, int] = {}
-        self._handles: list[Any] = []
 
-    def __enter__(self) -> _GateMeans:
-        for name, mod in self.gates:
-            self._handles.append(mod.register_forward_hook(self._hook(name)))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+    def _install(self) -> None:
+        self.hook_each(self.gates, self._hook)
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, out: Tensor) -> None:
