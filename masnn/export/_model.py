@@ -64,27 +64,14 @@ def model_input_size(model: nn.Module) -> tuple[int, int, int]:
 def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None) -> nn.Module:
     """Rebuild a trained model from a ``masnn train`` checkpoint (``best.pt``), in eval mode.
 
-    The class count and frame size come from the run's dataset, as in ``masnn eval`` (the
-    checkpoint stores the config, not the resolved model kwargs), so the data must be where
-    the config says or be pointed to with ``data.*`` overrides.
+    The same rebuild as ``masnn eval`` (:func:`masnn.train.evaluate.rebuild_run`): the class
+    count and frame size come from the run's dataset (the checkpoint stores the config, not the
+    resolved model kwargs), so the data must be where the config says or be pointed to with
+    ``data.*`` overrides.
     """
-    from masnn.train import checkpoint as ckpt_io
-    from masnn.train.config import apply_overrides, config_from_dict
-    from masnn.train.data import build_data
-    from masnn.train.runner import build_model
+    from masnn.train.evaluate import rebuild_run
 
-    state = ckpt_io.load_checkpoint(path)
-    raw = state["config"]
-    if overrides:
-        bad = [o for o in overrides if not o.startswith("data.")]
-        if bad:
-            raise ValueError(f"export only accepts data.* overrides, got {bad}")
-        raw = apply_overrides(raw, overrides)
-    cfg = config_from_dict(raw)
-    data = build_data(cfg.data, cfg.run.seed, progress=False)
-    model = build_model(cfg, data)
-    model.load_state_dict(state["model"])
-    return model.eval()
+    return rebuild_run(path, overrides, command="export").model.eval()
 
 
 # ----------------------------------------------------------------------------- NIR structure

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -18,8 +18,13 @@ from masnn.train.build import (
     format_accounting,
     load_weights,
 )
-from masnn.train.config import apply_overrides, config_from_dict, migrate_saved_config
-from masnn.train.data import build_data
+from masnn.train.config import (
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    migrate_saved_config,
+)
+from masnn.train.data import DataBundle, build_data
 from masnn.train.distributed import DistInfo
 from masnn.train.setup import torch_globals_restored
 
@@ -44,30 +49,64 @@ def evaluate_checkpoint(
         return _evaluate_checkpoint(path, split, overrides, engine)
 
 
-def _evaluate_checkpoint(
-    path: str, split: str, overrides: list[str] | None, engine: str = "model"
-) -> dict[str, Any]:
+@dataclass
+class RebuiltRun:
+    """A run rebuilt from its checkpoint: the trained model, its config, its data."""
+
+    model: nn.Module
+    cfg: TrainConfig
+    data: DataBundle
+    state: dict[str, Any]
+
+
+def rebuild_run(
+    path: str | os.PathLike[str], overrides: list[str] | None = None, *, command: str = "eval"
+) -> RebuiltRun:
+    """Rebuild a run's data and trained model from its checkpoint, as the trainer built them.
+
+    The one rebuild behind ``masnn eval`` and the exporters' ``model_from_checkpoint``: the
+    saved config (migrated from older masnn versions) with ``data.*`` ``overrides`` applied
+    (e.g. ``data.root`` when the data moved, ``data.options.crop``), the dataset (class count
+    and frame size come from it), the model, and the checked weights. The run's init file
+    (``model.kwargs.pretrained``) is neither needed nor read: the checkpoint holds the weights.
+
+    Args:
+        path: the run's ``best.pt`` or ``checkpoint.pt``.
+        overrides: ``data.*`` ``key=value`` strings.
+        command: the caller's name in the message refusing a non-``data.*`` override.
+
+    Raises:
+        CheckpointError: unreadable, damaged (checksum), non-finite weights, or weights that
+            do not fit the model its config builds (names the first differing key).
+        ValueError: an override outside ``data.*``.
+    """
     state = ckpt_io.load_checkpoint(path)
     check_finite_weights(state["model"], path)
     raw = migrate_saved_config(state["config"])
     if overrides:
         bad = [o for o in overrides if not o.startswith("data.")]
         if bad:
-            raise ValueError(f"eval only accepts data.* overrides, got {bad}")
+            raise ValueError(f"{command} only accepts data.* overrides, got {bad}")
         raw = apply_overrides(raw, overrides)
     cfg = config_from_dict(raw)
-    # the checkpoint holds the weights: the run's init file (model.kwargs.pretrained, e.g. the
-    # T = 1 checkpoint a T = 4 run started from) is neither needed nor read
     for key in ("pretrained", "pretrained_sha256"):
         cfg.model.kwargs.pop(key, None)
+    data = build_data(cfg.data, cfg.run.seed, progress=False)
+    model = build_model(cfg, data)
+    load_weights(model, state["model"], path, cfg.to_dict(), state["config"])
+    return RebuiltRun(model, cfg, data, state)
+
+
+def _evaluate_checkpoint(
+    path: str, split: str, overrides: list[str] | None, engine: str = "model"
+) -> dict[str, Any]:
+    run = rebuild_run(path, overrides, command="eval")
+    model, cfg, data, state = run.model, run.cfg, run.data, run.state
     # the run's numerics: same thread count and algorithms as the trainer used
     if cfg.run.threads is not None:
         torch.set_num_threads(cfg.run.threads)
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
-    data = build_data(cfg.data, cfg.run.seed, progress=False)
-    model = build_model(cfg, data)
-    load_weights(model, state["model"], path, cfg.to_dict(), state["config"])
     gpu = torch.cuda.is_available() and engine != "sparse"  # the sparse engine is CPU-only
     device = torch.device("cuda" if gpu else "cpu")
     model.to(device)
