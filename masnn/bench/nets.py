@@ -13,6 +13,7 @@ Peers are imported here only, on demand (benchmark-only dependencies).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -164,12 +165,11 @@ def build_ma_snn3(lib: str, variant: str, timesteps: int, classes: int = 11) -> 
         )
     if variant not in ("vanilla", "tcsa-code") or (variant == "tcsa-code" and lib[:2] != "sj"):
         raise ValueError(f"{lib} has no {variant!r} ma_snn3")
-    attn = _sj_attention(timesteps) if variant == "tcsa-code" else None
-    layers = _ma_snn3_layers(neuron_factory(lib), attn, 2, 32, classes, bn=lib != "floor")
+    sj_attn = _sj_attention(timesteps) if variant == "tcsa-code" else None
+    layers = _ma_snn3_layers(neuron_factory(lib), sj_attn, 2, 32, classes, bn=lib != "floor")
     net = _Rate(*layers)
-    if lib == "sj-compile":
-        net = torch.compile(net)
-    return net
+    # torch.compile returns a callable wrapping the module (an nn.Module at runtime)
+    return cast(nn.Module, torch.compile(net)) if lib == "sj-compile" else net
 
 
 def build_ma_snn5(lib: str, timesteps: int, classes: int = 11) -> nn.Module:
@@ -202,4 +202,4 @@ def build_ma_snn5(lib: str, timesteps: int, classes: int = 11) -> nn.Module:
     layers += [_Flatten(), _Merged(nn.Dropout(0.5), nn.Linear(128 * 4 * 4, 512, bias=False))]
     layers += [plif(), _Merged(nn.Dropout(0.5), nn.Linear(512, classes * 10, bias=False)), plif()]
     net = _Rate(*layers, voting=10)
-    return torch.compile(net) if lib == "sj-compile" else net
+    return cast(nn.Module, torch.compile(net)) if lib == "sj-compile" else net

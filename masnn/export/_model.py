@@ -95,8 +95,12 @@ class Op:
     bn: nn.Module | None = None
 
 
-def _block_ops(prefix: str, block: nn.Module) -> Iterator[Op]:
-    """A ``SpikingConvBlock`` / ``SpikingLinearBlock``: weight -> BN -> [pool] -> LIF -> [pool]."""
+def _block_ops(prefix: str, block: Any) -> Iterator[Op]:
+    """A ``SpikingConvBlock`` / ``SpikingLinearBlock``: weight -> BN -> [pool] -> LIF -> [pool].
+
+    ``block`` is walked by attribute (``conv`` / ``fc``, ``bn``, ``pool``, ``neuron.lif``), the
+    layout this module pins down for the exporters.
+    """
     conv = getattr(block, "conv", None)
     if conv is not None:
         yield Op("conv", f"{prefix}.conv", conv, getattr(block, "bn", None))
@@ -134,7 +138,7 @@ def sequential_ops(model: nn.Module) -> list[Op]:
             "supports the ma_snn3 and ma_snn5 families (residual networks are not mapped)"
         )
     ops: list[Op] = []
-    for i, block in enumerate(model.features):
+    for i, block in enumerate(model.get_submodule("features").children()):
         ops.extend(_block_ops(f"features.{i}", block))
     ops.append(Op("flatten", "flatten", None))
     for name in ("drop1", "fc1", "drop2", "fc2"):
@@ -150,8 +154,8 @@ def sequential_ops(model: nn.Module) -> list[Op]:
 
 def readout_groups(model: nn.Module) -> int:
     """Output neurons per class (``ma_snn5``'s voting); the readout is the group's mean rate."""
-    voting = getattr(model, "voting", None) or getattr(getattr(model, "args", None), "voting", 1)
-    return int(voting)
+    voting: Any = getattr(model, "voting", None)
+    return int(voting or getattr(getattr(model, "args", None), "voting", 1))
 
 
 def lif_modules(model: nn.Module) -> list[tuple[str, LIF]]:
@@ -160,8 +164,11 @@ def lif_modules(model: nn.Module) -> list[tuple[str, LIF]]:
 
 
 @torch.no_grad()
-def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Module | None) -> Any:
-    """``(W', b')`` of ``bn(W x + b)`` in eval mode (running statistics), as float64 numpy."""
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: Any) -> Any:
+    """``(W', b')`` of ``bn(W x + b)`` in eval mode (running statistics), as float64 numpy.
+
+    ``bn`` is a ``BatchNorm1d`` / ``BatchNorm2d`` (or ``None``).
+    """
     w = weight.detach().double()
     b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
     if bn is not None:

@@ -219,9 +219,10 @@ def _pair(v: Any) -> tuple[int, int]:
 
 def _conv_out(shape: tuple[int, ...], conv: nn.Conv2d) -> tuple[int, ...]:
     out = [conv.out_channels]
-    for s, k, st, p, d in zip(
-        shape[1:], conv.kernel_size, conv.stride, conv.padding, conv.dilation
-    ):
+    padding = conv.padding
+    if isinstance(padding, str):  # "same" / "valid": not produced by masnn's models
+        raise ExportError(f"{conv}: string padding {padding!r} is not supported")
+    for s, k, st, p, d in zip(shape[1:], conv.kernel_size, conv.stride, padding, conv.dilation):
         out.append((s + 2 * p - d * (k - 1) - 1) // st + 1)
     return tuple(out)
 

@@ -30,7 +30,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -211,8 +211,9 @@ class _StepCell(nn.Module):
     def forward(self, frame: Tensor, acc: Tensor, t: Tensor, *v: Tensor) -> tuple[Tensor, ...]:
         from masnn.models import StreamState
 
-        out, st = self.stream.step(frame, StreamState(tuple(v), acc, t))  # type: ignore[arg-type]
-        return (out, st.acc, st.t, *st.v)
+        # the step counter travels as a 0-d tensor in the graph (StreamState types it int)
+        out, st = self.stream.step(frame, StreamState(tuple(v), acc, cast(int, t)))
+        return (out, st.acc, cast(Tensor, st.t), *st.v)
 
 
 def step_state(model: nn.Module, batch_size: int) -> tuple[Tensor, ...]:

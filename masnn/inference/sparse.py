@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,7 @@ from masnn.inference.fast import InferenceOnly, fast
 from masnn.layers.blocks import SpikingConvBlock, SpikingLinearBlock
 from masnn.layers.seq import seq_apply
 from masnn.models.streaming import StreamState
+from masnn.neurons import LIF
 from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends.cpp import CParams, make_plan
 from masnn.neurons.backends.cpp import forward_kernel as lif_forward
@@ -210,6 +211,17 @@ class SparseLayer(nn.Module):
         encoder: the first layer (input is not spikes): always dense.
     """
 
+    # set with object.__setattr__ (owned by the model, not children of this module)
+    block: SpikingConvBlock | SpikingLinearBlock
+    lif: LIF
+    post_attn: nn.Module | None
+    pool_after: nn.Module | None
+    # buffers
+    wt: Tensor
+    bias: Tensor | None
+    w_dense: Tensor
+    lif_shape: tuple[int, ...]
+
     def __init__(
         self,
         block: SpikingConvBlock | SpikingLinearBlock,
@@ -333,6 +345,7 @@ class SparseLayer(nn.Module):
             return F.linear(flat, self.w_dense, self.bias)  # (T, B, F_out)
         if self.block.pre_attn is not None:  # conv_pre attention gates the input spikes
             x = self.block.pre_attn(x)
+        assert isinstance(self.block, SpikingConvBlock)
         return seq_apply(self.block._current, x)  # (T, B, C, H', W')
 
     def _sparse_current(self, s: Spikes) -> Tensor:
@@ -353,7 +366,7 @@ class SparseLayer(nn.Module):
         """Whether this call runs sparse (input density at or below the threshold)."""
         return self.why_dense is None and s.density() <= self.threshold
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, s: Spikes, v0: Tensor | None = None, mode: str = "auto", need_dense: bool = False
     ) -> tuple[Spikes, Tensor]:
         """Spikes in, spikes and the last membrane out.
@@ -382,6 +395,7 @@ class SparseLayer(nn.Module):
     def _fused(
         self, s: Spikes, v0: Tensor | None, sparse: bool, need_dense: bool
     ) -> tuple[Spikes, Tensor]:
+        assert self.cparams is not None  # fused layers have their kernel scalars
         T, B = s.steps, s.batch
         g = self.geom
         n = g.ho * g.wo * g.cout
@@ -453,6 +467,8 @@ class SparseInference(InferenceOnly):
     """
 
     entry = "masnn.inference.sparse"
+    model: Any  # a SpikingClassifier of the ma_snn3 / ma_snn5 families (checked below)
+    layers: nn.ModuleList
 
     def __init__(self, model: nn.Module, thresholds: dict[str, float] | None = None) -> None:
         super().__init__()
@@ -469,7 +485,7 @@ class SparseInference(InferenceOnly):
                 "and ma_snn5 families: conv blocks then two linear blocks); use "
                 "masnn.inference.fast(model)"
             )
-        shape: tuple[int, ...] = tuple(model.input_size)
+        shape: tuple[int, ...] = tuple(self.model.input_size)
         layers = []
         for i, b in enumerate([*features, *heads]):
             layer = SparseLayer(b, shape, encoder=i == 0)
@@ -479,11 +495,15 @@ class SparseInference(InferenceOnly):
         self.set_thresholds(thresholds)
         self.last_routes: list[tuple[str, float]] = []
 
+    def sparse_layers(self) -> list[SparseLayer]:
+        """The :class:`SparseLayer` list, in order (``self.layers``, typed)."""
+        return [cast(SparseLayer, m) for m in self.layers]
+
     def set_thresholds(self, thresholds: dict[str, float] | None = None) -> None:
         """Per-layer thresholds: ``thresholds`` (signature -> density), else the stored
         calibration for this machine, else :data:`DEFAULT_THRESHOLD`."""
         stored = load_thresholds() if thresholds is None else thresholds
-        for layer in self.layers:
+        for layer in self.sparse_layers():
             layer.threshold = float(stored.get(layer.signature(), DEFAULT_THRESHOLD))
 
     def _run(
@@ -499,7 +519,7 @@ class SparseInference(InferenceOnly):
         s = Spikes(tuple(x_seq.shape[2:]), T, B, dense=x_seq.float())
         vs, routes = [], []
         n = len(self.layers)
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.sparse_layers()):
             d = s.density() if i else float("nan")
             sp = layer.why_dense is None and (
                 d <= layer.threshold if mode == "auto" else mode == "sparse"
@@ -537,8 +557,9 @@ class SparseInference(InferenceOnly):
             raise ValueError(f"{type(self.model).__name__} cannot stream: {reason}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        vs = tuple(torch.zeros((batch_size, *la.lif_shape)) for la in self.layers)
-        return StreamState(vs, torch.zeros(batch_size, self.layers[-1].out_shape[0]), 0)
+        layers = self.sparse_layers()
+        vs = tuple(torch.zeros((batch_size, *la.lif_shape)) for la in layers)
+        return StreamState(vs, torch.zeros(batch_size, layers[-1].out_shape[0]), 0)
 
     def step(
         self, frames: Tensor, state: StreamState, mode: str = "auto"
@@ -699,7 +720,7 @@ def calibrate(
     """
     T = steps or int(getattr(engine.model, "timesteps", 8))
     out: dict[str, float] = {}
-    for layer in engine.layers:
+    for layer in engine.sparse_layers():
         if layer.why_dense is not None or layer.signature() in out:
             continue
         ts, td = [], []

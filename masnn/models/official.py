@@ -117,8 +117,8 @@ def read_state_dict(
     return state, digest
 
 
-def _inner(m: nn.Module) -> nn.Module:
-    """The module a ``SeqToBatch`` wraps (or ``m`` itself)."""
+def _inner(m: Any) -> Any:
+    """The module a ``SeqToBatch`` wraps (or ``m`` itself); walked by attribute."""
     return getattr(m, "module", m)
 
 
@@ -146,8 +146,12 @@ def _gates(attn: nn.Module | None) -> dict[str, nn.Module]:
     return found
 
 
-def _pairs(model: nn.Module) -> Iterator[tuple[str, nn.Module, bool]]:
-    """``(official prefix, masnn module, is_ca_mlp)`` for every module holding tensors."""
+def _pairs(model: Any) -> Iterator[tuple[str, nn.Module, bool]]:
+    """``(official prefix, masnn module, is_ca_mlp)`` for every module holding tensors.
+
+    ``model`` is an MS-ResNet (``stem``, ``stages`` of blocks with ``conv1`` / ``bn1`` /
+    ``conv2`` / ``bn2`` / ``attn`` / ``shortcut``, ``fc``), walked by attribute.
+    """
     stem = _inner(model.stem)
     yield "conv1.0.", stem[0], False
     yield "conv1.1.bn.", stem[1], False
@@ -158,7 +162,7 @@ def _pairs(model: nn.Module) -> Iterator[tuple[str, nn.Module, bool]]:
             yield pre + "residual_function.2.bn.", _inner(blk.bn1), False
             yield pre + "residual_function.4.", _inner(blk.conv2), False
             yield pre + "residual_function.5.bn.", _inner(blk.bn2), False
-            gates = _gates(blk.attn)
+            gates: dict[str, Any] = _gates(blk.attn)
             if "ca" in gates:
                 mlp = gates["ca"].mlp
                 yield pre + "residual_function.6.attention.ca.sharedMLP.0.", mlp[0], True
@@ -322,7 +326,7 @@ def load_official(
     kwargs = {"attn": "csa", "placement": "code", **create_kwargs}
     if kwargs["attn"] in (None, "none"):
         kwargs.setdefault("attn_relu", False)  # the code's "no" cell has no ReLU
-    model = create_model(arch, **kwargs)
+    model: Any = create_model(arch, **kwargs)
     state, digest = read_state_dict(path, sha256)
     model.load_state_dict(convert_official(state, model, source=os.fspath(path)), strict=True)
     model.pretrained = {"path": os.fspath(path), "sha256": digest, "layout": "official"}
