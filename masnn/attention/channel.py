@@ -31,7 +31,7 @@ import math
 
 from torch import Tensor, nn
 
-from masnn.attention.checks import check_channels, hidden_size, positive_int
+from masnn.attention.checks import bottleneck_mlp, check_channels, positive_int
 from masnn.attention.gates import GateKind, mlp_hidden, pooled_counts, register_gate
 
 
@@ -66,12 +66,7 @@ class ChannelAttention(nn.Module):
         self.channels = positive_int("channels", channels)
         self.reduction = positive_int("reduction_c", reduction)
         self.per_step = bool(per_step)
-        hidden = hidden_size(self.channels, self.reduction)
-        self.mlp = nn.Sequential(
-            nn.Linear(self.channels, hidden, bias=False),
-            nn.ReLU(),
-            nn.Linear(hidden, self.channels, bias=False),
-        )
+        self.mlp = bottleneck_mlp(self.channels, self.reduction)
         self.gate = nn.Sigmoid()
 
     def forward(self, x: Tensor) -> Tensor:

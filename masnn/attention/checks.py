@@ -1,8 +1,9 @@
-"""Argument checks shared by the attention modules (user input: raise, never assert)."""
+"""Argument checks shared by the attention modules (user input: raise, never assert), and the
+squeeze-excite MLP their bottleneck sizes go into."""
 
 from __future__ import annotations
 
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def positive_int(name: str, value: object) -> int:
@@ -24,6 +25,17 @@ def hidden_size(n: int, reduction: int) -> int:
     """The MLP bottleneck ``max(1, n // r)`` (the official code uses ``n // r``, which is 0 for
     ``r > n``; we keep at least one unit instead of failing)."""
     return max(1, n // reduction)
+
+
+def bottleneck_mlp(n: int, reduction: int) -> nn.Sequential:
+    """The shared MLP of TA and CA: ``Linear(n, h) -> ReLU -> Linear(h, n)``, no biases,
+    ``h = hidden_size(n, reduction)`` (state-dict keys ``0.weight`` and ``2.weight``)."""
+    hidden = hidden_size(n, reduction)
+    return nn.Sequential(
+        nn.Linear(n, hidden, bias=False),
+        nn.ReLU(),
+        nn.Linear(hidden, n, bias=False),
+    )
 
 
 def check_channels(who: str, x: Tensor, channels: int, ranks: tuple[int, ...]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from masnn.attention.checks import hidden_size, positive_int
+from masnn.attention.checks import bottleneck_mlp, positive_int
 from masnn.attention.gates import GateKind, mlp_hidden, register_gate
 
 
@@ -40,12 +40,7 @@ class TemporalAttention(nn.Module):
         super().__init__()
         self.timesteps = positive_int("timesteps", timesteps)
         self.reduction = positive_int("reduction_t", reduction)
-        hidden = hidden_size(self.timesteps, self.reduction)
-        self.mlp = nn.Sequential(
-            nn.Linear(self.timesteps, hidden, bias=False),
-            nn.ReLU(),
-            nn.Linear(hidden, self.timesteps, bias=False),
-        )
+        self.mlp = bottleneck_mlp(self.timesteps, self.reduction)
         self.gate = nn.Sigmoid()
 
     def forward(self, x_seq: Tensor) -> Tensor:

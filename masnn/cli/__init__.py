@@ -58,6 +58,24 @@ def register_command(
     return deco
 
 
+def add_commands(
+    parser: argparse.ArgumentParser,
+    registry: Registry[Command],
+    *,
+    dest: str,
+    metavar: str,
+    run_key: str,
+) -> None:
+    """One sub-parser per registered :class:`Command` (``masnn COMMAND``, ``masnn data ACTION``);
+    the chosen command's ``run`` lands in ``args.<run_key>``."""
+    sub = parser.add_subparsers(dest=dest, metavar=metavar)
+    for name in registry.names():
+        cmd = registry.get(name)
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(**{run_key: cmd.run})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Import every command module and build the top-level parser."""
     for mod in _COMMAND_MODULES:
@@ -66,12 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="masnn", description="Attention spiking neural networks (MA-SNN), reference library."
     )
     parser.add_argument("--version", action="version", version=f"masnn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS.names():
-        cmd = COMMANDS.get(name)
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        cmd.configure(p)
-        p.set_defaults(_run=cmd.run)
+    add_commands(parser, COMMANDS, dest="command", metavar="COMMAND", run_key="_run")
     return parser
 
 

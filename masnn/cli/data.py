@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 from masnn._registry import Registry
-from masnn.cli import Command, register_command
+from masnn.cli import Command, add_commands, register_command
 
 #: Modules that register ``masnn data`` actions.
 _DATA_MODULES: tuple[str, ...] = (
@@ -35,12 +35,7 @@ def register_data_action(name: str, help: str, configure=None):  # type: ignore[
 def _configure(parser: argparse.ArgumentParser) -> None:
     for mod in _DATA_MODULES:
         importlib.import_module(mod)
-    sub = parser.add_subparsers(dest="data_action", metavar="ACTION")
-    for name in DATA_ACTIONS.names():
-        act = DATA_ACTIONS.get(name)
-        p = sub.add_parser(name, help=act.help, description=act.help)
-        act.configure(p)
-        p.set_defaults(_data_run=act.run)
+    add_commands(parser, DATA_ACTIONS, dest="data_action", metavar="ACTION", run_key="_data_run")
 
 
 @register_command("data", "Dataset tools: synthetic offline set, directory checks.", _configure)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from masnn.events.aedat import MAGIC_31, read_aedat
 from masnn.events.schema import DVS128
 
 KNOWN_OVERLAPS = {"user22_led"}
+
+
+_R = TypeVar("_R")
 
 
 def _synthetic_manifest(d: Path) -> tuple[dict[str, Any], dict[str, int], dict[str, int]] | None:
@@ -94,13 +98,8 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
         problems += recording_problems(d, man["files"])
     for split in ("train", "test"):
         listing = d / f"trials_to_{split}.txt"
-        if not listing.is_file():
-            problems.append(f"{listing}: missing trial list")
-            continue
-        try:
-            trials = read_trial_list(listing)
-        except DataFormatError as e:
-            problems.append(str(e))
+        trials = _read_or_note(listing, read_trial_list, "missing trial list", problems)
+        if trials is None:
             continue
         if len(trials) != expected_trials[split]:
             problems.append(
@@ -130,13 +129,8 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
                             )
                 except DataFormatError as e:
                     problems.append(str(e))
-            if not csv.is_file():
-                problems.append(f"{csv}: missing label file")
-                continue
-            try:
-                rows = read_labels_csv(csv)
-            except DataFormatError as e:
-                problems.append(str(e))
+            rows = _read_or_note(csv, read_labels_csv, "missing label file", problems)
+            if rows is None:
                 continue
             samples += len(rows)
             if ev is not None:
@@ -161,6 +155,20 @@ def verify_gesture(root: str | Path, decode: bool = False) -> tuple[list[str], l
         else:
             notes.append(f"{split}: {len(trials)} trial files, {samples} samples")
     return problems, notes
+
+
+def _read_or_note(
+    path: Path, read: Callable[[Path], _R], missing: str, problems: list[str]
+) -> _R | None:
+    """``read(path)``, or ``None`` with the problem noted (``missing`` file, unreadable file)."""
+    if not path.is_file():
+        problems.append(f"{path}: {missing}")
+        return None
+    try:
+        return read(path)
+    except DataFormatError as e:
+        problems.append(str(e))
+        return None
 
 
 def _empty_rows(csv: Path, rows: np.ndarray, ev: np.ndarray) -> list[str]:
