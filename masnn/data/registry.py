@@ -22,7 +22,7 @@ and an unknown key or a bad value fails when the config is loaded.
 
 Example:
     >>> from masnn.data import DATASETS
-    >>> DATASETS.names()
+    >>> DATASETS.names()[:4]
     ['dvs128_gait', 'dvs128_gesture', 'imagenet', 'synth_gesture']
 """
 
