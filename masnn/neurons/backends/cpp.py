@@ -52,6 +52,7 @@ class CParams(ctypes.Structure):
         ("has_gain", ctypes.c_int32),
         ("has_decay", ctypes.c_int32),
         ("has_vreset", ctypes.c_int32),
+        ("smooth", ctypes.c_int32),  # tests only, membrane kernel: spikes = the primitive
     ]
 
 
@@ -132,6 +133,7 @@ def make_plan(
         has_gain=int(gain_t is not None or gain != 1),
         has_decay=int(decay != 1),
         has_vreset=int(hard and v_reset != 0),
+        smooth=0,
     )
     return Plan(scalars, leak_t, gain_t)
 

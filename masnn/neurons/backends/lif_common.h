@@ -23,6 +23,7 @@ struct Params {
   int32_t has_gain;   // g != 1
   int32_t has_decay;  // delta != 1
   int32_t has_vreset; // v_reset != 0
+  int32_t smooth;     // tests only (membrane kernel): spikes are the surrogate's primitive
 };
 
 template <typename S>
@@ -57,6 +58,18 @@ inline S surrogate_grad_t(S h, S a) {
   }
   S z = S(M_PI / 2) * a * h;  // atan: (a/2) / (1 + (pi/2 a h)^2)
   return (a / S(2)) / (S(1) + z * z);
+}
+
+// The surrogate's smooth primitive g(h) (surrogate.py): a differentiable stand-in for the step,
+// used only by the float64 gradcheck of the fused membrane kernel (Params.smooth).
+template <typename S>
+inline S primitive(S h, int sg, S a) {
+  if (sg == 0) {  // rect: clamp(h / w + 1/2, 0, 1)
+    S y = h / a + S(0.5);
+    return y < S(0) ? S(0) : (y > S(1) ? S(1) : y);
+  }
+  if (sg == 1) return S(1) / (S(1) + std::exp(-(a * h)));
+  return std::atan(S(M_PI / 2) * a * h) / S(M_PI) + S(0.5);
 }
 
 }  // namespace masnn_lif

@@ -257,8 +257,13 @@ def lif_membrane_cpp(
     params: LIFParams,
     surrogate: Surrogate,
     gate: MembraneGate,
+    *,
+    smooth: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The fused CPU LIF with a membrane gate; same contract as the reference.
+
+    ``smooth=True`` (tests only) emits the surrogate's smooth primitive instead of the step, so
+    that the hand-written backward can be checked by finite differences (``gradcheck``).
 
     Raises:
         NotSupportedByBackend: a configuration the kernel does not cover (module docstring).
@@ -269,6 +274,8 @@ def lif_membrane_cpp(
     check_shapes(x_seq, v0)
     spec = describe_gate(gate, x_seq)
     plan = make_plan(x_seq, v0, params, surrogate, None)
+    if smooth:
+        plan = plan._replace(scalars={**plan.scalars, "smooth": 1})
     load_membrane_library()
     w0, w1 = (None, None) if spec.ca is None else spec.ca
     wsa = spec.sa

@@ -39,6 +39,12 @@ inline int64_t stat_size(const Dims& d) {
   return ca_size(d) + (d.has_sa ? 3 * d.H * d.W : 0);
 }
 
+// fire(), or the surrogate's primitive under Params.smooth (tests only)
+template <typename S>
+inline S spike(S u, S th, const Params& p) {
+  return p.smooth ? primitive(u - th, p.surrogate, S(p.sg_param)) : fire(u, th, p);
+}
+
 template <typename S>
 inline S sigmoid(S x) {
   return S(1) / (S(1) + std::exp(-x));
@@ -168,7 +174,7 @@ void forward(const S* x, const S* v0, S* spikes, S* a_save, S* stats, S* v_last,
       S* sp = spikes + off;
       for (int64_t i = 0; i < N; ++i) {
         const S u = cur[i];
-        const S s = fire(u, th, p);
+        const S s = spike(u, th, p);
         sp[i] = s;
         v[i] = reset(u, s, th, dec, vres, p);
       }
@@ -227,7 +233,7 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
                 vprev.data(), d);
           for (int64_t i = 0; i < N; ++i) {
             const S u = vprev[i];
-            vprev[i] = reset(u, fire(u, th, p), th, dec_f, vres_f, p);
+            vprev[i] = reset(u, spike(u, th, p), th, dec_f, vres_f, p);
           }
         } else {
           for (int64_t i = 0; i < N; ++i) vprev[i] = v0 ? v0[b * N + i] : S(0);
@@ -238,7 +244,7 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
       for (int64_t i = 0; i < N; ++i) {
         const S ui = uu[i];
         const S h = ui - th;
-        const S s = (p.strict ? (h > S(0)) : (h >= S(0))) ? S(1) : S(0);
+        const S s = spike(ui, th, p);
         const S sg = surrogate_grad_t<S, SG>(h, sga);
         const S gvi = gv[i];
         S gs = gst[i];
