@@ -105,19 +105,23 @@ class MembraneAttention(nn.Module):
                 plug-in or subclass, a CA MLP or SA conv changed from the built form); the
                 LIF then runs the reference loop.
         """
-        ca = sa = None
+        ca: tuple[Tensor, Tensor] | None = None
+        sa: Tensor | None = None
         if self.ca is not None:
             if type(self.ca) is not ChannelAttention or not _plain_mlp(self.ca.mlp):
                 raise NotSupportedByBackend(
                     f"fused LIF: membrane gate {type(self.ca).__name__} has no fused kernel"
                 )
-            ca = (self.ca.mlp[0].weight, self.ca.mlp[2].weight)
+            w0, w1 = self.ca.mlp[0].weight, self.ca.mlp[2].weight
+            assert isinstance(w0, Tensor) and isinstance(w1, Tensor)
+            ca = (w0, w1)
         if self.sa is not None:
             if type(self.sa) is not SpatialAttention or not _plain_conv(self.sa.conv):
                 raise NotSupportedByBackend(
                     f"fused LIF: membrane gate {type(self.sa).__name__} has no fused kernel"
                 )
             sa = self.sa.conv.weight
+            assert isinstance(sa, Tensor)
         if not (self.ca is None or type(self.ca.gate) is nn.Sigmoid) or not (
             self.sa is None or type(self.sa.gate) is nn.Sigmoid
         ):

@@ -13,8 +13,8 @@ kernel (:mod:`masnn.neurons.backends.membrane`); ``"torch"`` runs the reference
   float32 ``rtol=1e-4, atol=1e-5`` (the pools, MLP and conv sum in another order than torch);
 * the hand-written backward against finite differences of the fused forward itself, float64
   ``gradcheck`` with the surrogate's smooth primitive in place of the step (reset kept in the
-  graph, since a detached reset is deliberately not the derivative); `fast_mode` with
-  `atol=1e-8, rtol=1e-7` (it catches a 1 % error in any one path, checked by mutation).
+  graph, since a detached reset is deliberately not the derivative); ``fast_mode`` with
+  ``atol=1e-8, rtol=1e-7`` (it catches a 1 % error in any one path, checked by mutation).
 """
 
 from __future__ import annotations
