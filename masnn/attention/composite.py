@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from masnn.attention.channel import ChannelAttention
+from masnn.attention.channel import ChannelAttention, EfficientChannelAttention
 from masnn.attention.spatial import SpatialAttention
 from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends.membrane import FusedMembraneGate
@@ -107,7 +107,11 @@ class MembraneAttention(nn.Module):
         """
         ca: tuple[Tensor, Tensor] | None = None
         sa: Tensor | None = None
-        if self.ca is not None:
+        eca: Tensor | None = None
+        if type(self.ca) is EfficientChannelAttention and _plain_conv1d(self.ca.conv):
+            eca = self.ca.conv.weight
+            assert isinstance(eca, Tensor)
+        elif self.ca is not None:
             if type(self.ca) is not ChannelAttention or not _plain_mlp(self.ca.mlp):
                 raise NotSupportedByBackend(
                     f"fused LIF: membrane gate {type(self.ca).__name__} has no fused kernel"
@@ -126,7 +130,7 @@ class MembraneAttention(nn.Module):
             self.sa is None or type(self.sa.gate) is nn.Sigmoid
         ):
             raise NotSupportedByBackend("fused LIF: a membrane gate's sigmoid was replaced")
-        return FusedMembraneGate(ca, sa)
+        return FusedMembraneGate(ca, sa, eca)
 
     def forward(self, u: Tensor) -> Tensor:
         """Gate one step of membrane potential (see the class docstring)."""
@@ -168,5 +172,23 @@ def _plain_conv(conv: nn.Module) -> bool:
         and conv.groups == 1
         and conv.padding_mode == "zeros"
         and conv.in_channels == 2
+        and conv.out_channels == 1
+    )
+
+
+def _plain_conv1d(conv: nn.Module) -> bool:
+    """ECA's ``Conv1d(1, 1, k, padding=k // 2, bias=False)``, stride 1, zero padding."""
+    if type(conv) is not nn.Conv1d:
+        return False
+    k = conv.kernel_size[0]
+    return (
+        conv.bias is None
+        and k % 2 == 1
+        and conv.padding == (k // 2,)
+        and conv.stride == (1,)
+        and conv.dilation == (1,)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and conv.in_channels == 1
         and conv.out_channels == 1
     )

@@ -74,8 +74,15 @@ def _net_rows(shapes: Iterable[tuple[int, int]], repeat: int, peers: bool = True
 def _stream_rows(T: int, repeat: int) -> list[Row]:
     """Per-step streaming latency, ``csa`` on the membrane, fused (``masnn``) and reference."""
     return [
-        Row("stream", lib, f"streaming ma_snn3 csa-paper per step, T={T} B=1",
-            variant="csa-paper", T=T, B=1, repeat=repeat)  # fmt: skip
+        Row(
+            "stream",
+            lib,
+            f"streaming ma_snn3 csa-paper per step, T={T} B=1",
+            variant="csa-paper",
+            T=T,
+            B=1,
+            repeat=repeat,
+        )  # fmt: skip
         for lib in ("masnn", "masnn:torch")
     ]
 

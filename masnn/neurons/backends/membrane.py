@@ -14,8 +14,9 @@ A gate takes part by describing itself: a module with a method ``fused_gate()`` 
 (:class:`masnn.attention.composite.MembraneAttention` does this for exact CA / SA gates). The
 neuron package never imports the attention package.
 
-Not fused (``NotSupportedByBackend``, so ``"auto"`` runs the reference): a gate without
-``fused_gate`` (e.g. ECA, SimAM, a plug-in), any forward / backward hook on the gate or its
+ECA (average pool, 1-D conv over channels, sigmoid) may take CA's place. Not fused
+(``NotSupportedByBackend``, so ``"auto"`` runs the reference): a gate without a fused form
+(SimAM, a plug-in), any forward / backward hook on the gate or its
 submodules (hooks must see every step), input that is not ``(T, B, C, H, W)``, gate weights
 of another dtype, and everything the plain fused LIF does not cover (:mod:`.cpp`).
 
@@ -49,10 +50,13 @@ class FusedMembraneGate(NamedTuple):
     Attributes:
         ca: ``(W0 (h, C), W1 (C, h))`` of the bias-free MLP ``W1 relu(W0 .)``, or ``None``.
         sa: the ``(1, 2, k, k)`` weight of the bias-free ``k x k`` conv (odd ``k``), or ``None``.
+        eca: instead of ``ca``: the ``(1, 1, k)`` weight of ECA's bias-free 1-D conv over
+            channels (odd ``k``, zero padding ``k // 2``) on the ``H, W`` average, or ``None``.
     """
 
     ca: tuple[Tensor, Tensor] | None
     sa: Tensor | None
+    eca: Tensor | None = None
 
 
 class _Dims(ctypes.Structure):
@@ -136,6 +140,11 @@ def describe_gate(gate: MembraneGate, x_seq: Tensor) -> FusedMembraneGate:
         if w0.shape != (h, c) or w1.shape != (c, h):
             raise NotSupportedByBackend("fused membrane gate: CA weights do not match C")
         tensors += [w0, w1]
+    if spec.eca is not None:
+        k = spec.eca.shape[-1]
+        if spec.ca is not None or spec.eca.shape != (1, 1, k) or k % 2 == 0:
+            raise NotSupportedByBackend("fused membrane gate: ECA weight must be (1, 1, k), odd k")
+        tensors.append(spec.eca)
     if spec.sa is not None:
         k = spec.sa.shape[-1]
         if spec.sa.shape != (1, 2, k, k) or k % 2 == 0:
@@ -157,14 +166,14 @@ def _suffix(dtype: torch.dtype) -> str:
     return "f32" if dtype == torch.float32 else "f64"
 
 
-def _dims(x: Tensor, w0: Tensor | None, wsa: Tensor | None) -> _Dims:
+def _dims(x: Tensor, w0: Tensor | None, w1: Tensor | None, wsa: Tensor | None) -> _Dims:
+    """Kernel sizes; the channel gate is CA (``w0``, ``w1``), ECA (``w0`` only) or absent."""
     T, B, C, H, W = x.shape
+    kind = 0 if w0 is None else (1 if w1 is not None else 2)
+    hid = 0 if w0 is None else (w0.shape[0] if kind == 1 else w0.shape[-1])
     return _Dims(
-        T, B, C, H, W,
-        0 if w0 is None else w0.shape[0],
-        0 if wsa is None else wsa.shape[-1],
-        int(w0 is not None), int(wsa is not None),
-    )  # fmt: skip
+        T, B, C, H, W, hid, 0 if wsa is None else wsa.shape[-1], kind, int(wsa is not None)
+    )
 
 
 def _forward(
@@ -177,7 +186,7 @@ def _forward(
     save: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, _Dims]:
     lib = load_membrane_library()
-    d = _dims(x, w0, wsa)
+    d = _dims(x, w0, w1, wsa)
     spikes = torch.empty_like(x)
     v_last = torch.empty(x.shape[1:], dtype=x.dtype)
     a_save = torch.empty_like(x) if save else None
@@ -277,7 +286,7 @@ def lif_membrane_cpp(
     if smooth:
         plan = plan._replace(scalars={**plan.scalars, "smooth": 1})
     load_membrane_library()
-    w0, w1 = (None, None) if spec.ca is None else spec.ca
+    w0, w1 = (spec.eca, None) if spec.ca is None else spec.ca
     wsa = spec.sa
     x = x_seq.contiguous()
     v0c = None if v0 is None else v0.contiguous()

@@ -7,6 +7,8 @@
 //   A = charge(V[t-1], X[t])                                  (lif_common.h)
 //   CA: a = mean_HW(A), m = max_HW(A); l = W1 relu(W0 a) + W1 relu(W0 m); gc = sigmoid(l)
 //       B = gc[c] * A                                          (no biases: the reference's MLP)
+//   or ECA: a = mean_HW(A); l = conv1d_k(a) over channels (zero padding k/2, no bias);
+//       gc = sigmoid(l); B = gc[c] * A
 //   SA: P = [mean_C(B); max_C(B)] (2, H, W); o = conv_kxk(P, Wsa, zero padding k/2)
 //       gs = sigmoid(o); U = gs[p] * B
 //   S = fire(U); V[t] = reset(U, S)
@@ -31,10 +33,15 @@ using namespace masnn_lif;
 
 struct Dims {
   int64_t T, B, C, H, W, hid, k;
-  int32_t has_ca, has_sa;
+  int32_t has_ca;  // 0 none, 1 CA (CBAM MLP, hid = h), 2 ECA (hid = its 1-D kernel size)
+  int32_t has_sa;
 };
 
-inline int64_t ca_size(const Dims& d) { return d.has_ca ? 3 * d.C + 2 * d.hid : 0; }
+inline int64_t ca_size(const Dims& d) {
+  return d.has_ca == 1 ? 3 * d.C + 2 * d.hid : (d.has_ca == 2 ? 2 * d.C : 0);
+}
+// offset of the channel gate gc in a step's statistics
+inline int64_t gc_offset(const Dims& d) { return d.has_ca == 1 ? 2 * d.C + 2 * d.hid : d.C; }
 inline int64_t stat_size(const Dims& d) {
   return ca_size(d) + (d.has_sa ? 3 * d.H * d.W : 0);
 }
@@ -92,6 +99,29 @@ void ca_forward(const S* a, S* out, S* st, const S* w0, const S* w1, const Dims&
   }
 }
 
+// ECA on a (C, HW) membrane `a`: fills st[0:2C] (a, gc) and writes gc[c] * a to `out`.
+template <typename S>
+void eca_forward(const S* a, S* out, S* st, const S* w, const Dims& d) {
+  const int64_t C = d.C, HW = d.H * d.W, k = d.hid, r = k / 2;
+  S* avg = st;
+  S* gc = st + C;
+  for (int64_t c = 0; c < C; ++c) {
+    S sum = S(0);
+    for (int64_t p = 0; p < HW; ++p) sum += a[c * HW + p];
+    avg[c] = sum / S(HW);
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    S l = S(0);
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t cc = c + j - r;
+      if (cc >= 0 && cc < C) l += w[j] * avg[cc];
+    }
+    gc[c] = sigmoid(l);
+  }
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t p = 0; p < HW; ++p) out[c * HW + p] = gc[c] * a[c * HW + p];
+}
+
 // SA on a (C, HW) membrane `b`: fills st[0:3HW] (P avg, P max, gs) and writes gs[p] * b to `out`.
 template <typename S>
 void sa_forward(const S* b, S* out, S* st, const S* wsa, const Dims& d) {
@@ -135,7 +165,7 @@ void sa_forward(const S* b, S* out, S* st, const S* wsa, const Dims& d) {
 template <typename S>
 void gated(const S* a, const S* st, S* b_out, S* u_out, const Dims& d) {
   const int64_t C = d.C, HW = d.H * d.W;
-  const S* gc = d.has_ca ? st + 2 * C + 2 * d.hid : nullptr;
+  const S* gc = d.has_ca ? st + gc_offset(d) : nullptr;
   const S* gs = d.has_sa ? st + ca_size(d) + 2 * HW : nullptr;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t p = 0; p < HW; ++p) {
@@ -163,8 +193,11 @@ void forward(const S* x, const S* v0, S* spikes, S* a_save, S* stats, S* v_last,
       for (int64_t i = 0; i < N; ++i) at[i] = charge(v[i], xt[i], k, vr, g, p);
       S* st = stats ? stats + (t * d.B + b) * ST : scratch.data();
       const S* cur = at;
-      if (d.has_ca) {
+      if (d.has_ca == 1) {
         ca_forward(cur, bb.data(), st, w0, w1, d);
+        cur = bb.data();
+      } else if (d.has_ca == 2) {
+        eca_forward(cur, bb.data(), st, w0, d);
         cur = bb.data();
       }
       if (d.has_sa) {
@@ -205,9 +238,10 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
   const int64_t C = d.C, H = d.H, W = d.W, HW = H * W, N = C * HW, hid = d.hid, ks = d.k;
   const int64_t r = ks / 2, ST = stat_size(d), CS = ca_size(d);
   const bool need_k = out.grad_leak != nullptr, need_g = out.grad_gain != nullptr;
-  const int64_t nw0 = d.has_ca ? hid * C : 0, nwsa = d.has_sa ? 2 * ks * ks : 0;
+  const int64_t nw0 = d.has_ca == 1 ? hid * C : (d.has_ca == 2 ? hid : 0);
+  const int64_t nw1 = d.has_ca == 1 ? hid * C : 0, nwsa = d.has_sa ? 2 * ks * ks : 0;
   // per-sample partial sums of the parameter gradients: [B][w0 | w1 | wsa | leak | gain]
-  const int64_t np = 2 * nw0 + nwsa + 2;
+  const int64_t np = nw0 + nw1 + nwsa + 2;
   std::vector<double> part(d.B * np, 0.0);
   S* gx_all = static_cast<S*>(out.grad_x);
   S* gv0_all = static_cast<S*>(out.grad_v0);
@@ -217,7 +251,7 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
     std::vector<S> go(HW), gP(2 * HW), gl(C), gza(hid), gzm(hid);
     double* pw0 = part.data() + b * np;
     double* pw1 = pw0 + nw0;
-    double* pwsa = pw1 + nw0;
+    double* pwsa = pw1 + nw1;
     double* pk = pwsa + nwsa;
     double* pg = pk + 1;
     for (int64_t i = 0; i < N; ++i) gv[i] = grad_vlast[b * N + i];
@@ -306,7 +340,36 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
       }
       // CA backward: B = gc[c] * A; gu is reused for dL/dA
       S* ga = gu.data();
-      if (d.has_ca) {
+      if (d.has_ca == 2) {  // ECA backward: B = gc[c] * A, gc = sigmoid(conv1d(mean_HW A))
+        const S* avg = st;
+        const S* gc = st + C;
+        const int64_t r1 = hid / 2;
+        for (int64_t c = 0; c < C; ++c) {
+          S acc = S(0);
+          for (int64_t q = 0; q < HW; ++q) acc += gb[c * HW + q] * at[c * HW + q];
+          gl[c] = acc * (gc[c] * (S(1) - gc[c]));
+        }
+        for (int64_t c = 0; c < C; ++c) {  // dL/d avg[c], spread over the HW pixels
+          S acc = S(0);
+          for (int64_t j = 0; j < hid; ++j) {
+            const int64_t co = c - (j - r1);  // output channel that read avg[c] through tap j
+            if (co >= 0 && co < C) acc += w0[j] * gl[co];
+          }
+          const S gavg = acc / S(HW);
+          for (int64_t q = 0; q < HW; ++q) {
+            const int64_t i = c * HW + q;
+            ga[i] = gb[i] * gc[c] + gavg;
+          }
+        }
+        for (int64_t j = 0; j < hid; ++j) {
+          S acc = S(0);
+          for (int64_t c = 0; c < C; ++c) {
+            const int64_t cc = c + j - r1;
+            if (cc >= 0 && cc < C) acc += gl[c] * avg[cc];
+          }
+          pw0[j] += double(acc);
+        }
+      } else if (d.has_ca == 1) {
         const S* avg = st;
         const S* mx = st + C;
         const S* za = st + 2 * C;
@@ -376,11 +439,11 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
   if (out.grad_w0)
     for (int64_t j = 0; j < nw0; ++j) static_cast<S*>(out.grad_w0)[j] = S(tot[j]);
   if (out.grad_w1)
-    for (int64_t j = 0; j < nw0; ++j) static_cast<S*>(out.grad_w1)[j] = S(tot[nw0 + j]);
+    for (int64_t j = 0; j < nw1; ++j) static_cast<S*>(out.grad_w1)[j] = S(tot[nw0 + j]);
   if (out.grad_wsa)
-    for (int64_t j = 0; j < nwsa; ++j) static_cast<S*>(out.grad_wsa)[j] = S(tot[2 * nw0 + j]);
-  if (out.grad_leak) *out.grad_leak = tot[2 * nw0 + nwsa];
-  if (out.grad_gain) *out.grad_gain = tot[2 * nw0 + nwsa + 1];
+    for (int64_t j = 0; j < nwsa; ++j) static_cast<S*>(out.grad_wsa)[j] = S(tot[nw0 + nw1 + j]);
+  if (out.grad_leak) *out.grad_leak = tot[nw0 + nw1 + nwsa];
+  if (out.grad_gain) *out.grad_gain = tot[nw0 + nw1 + nwsa + 1];
 }
 
 template <typename S>
