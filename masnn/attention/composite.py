@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from masnn.attention.channel import ChannelAttention, EfficientChannelAttention
+from masnn.attention.channel import ChannelAttention, EfficientChannelAttention, SimAM
 from masnn.attention.spatial import SpatialAttention
 from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends.membrane import FusedMembraneGate
@@ -101,14 +101,17 @@ class MembraneAttention(nn.Module):
         """The weights the fused CPU kernel needs (:mod:`masnn.neurons.backends.membrane`).
 
         Raises:
-            NotSupportedByBackend: a gate the kernel does not implement exactly (ECA, SimAM, a
-                plug-in or subclass, a CA MLP or SA conv changed from the built form); the
+            NotSupportedByBackend: a gate the kernel does not implement exactly (a plug-in
+                or subclass, a CA MLP / ECA conv / SA conv changed from the built form); the
                 LIF then runs the reference loop.
         """
         ca: tuple[Tensor, Tensor] | None = None
         sa: Tensor | None = None
         eca: Tensor | None = None
-        if type(self.ca) is EfficientChannelAttention and _plain_conv1d(self.ca.conv):
+        simam: float | None = None
+        if type(self.ca) is SimAM:
+            simam = self.ca.lam
+        elif type(self.ca) is EfficientChannelAttention and _plain_conv1d(self.ca.conv):
             eca = self.ca.conv.weight
             assert isinstance(eca, Tensor)
         elif self.ca is not None:
@@ -130,7 +133,7 @@ class MembraneAttention(nn.Module):
             self.sa is None or type(self.sa.gate) is nn.Sigmoid
         ):
             raise NotSupportedByBackend("fused LIF: a membrane gate's sigmoid was replaced")
-        return FusedMembraneGate(ca, sa, eca)
+        return FusedMembraneGate(ca, sa, eca, simam)
 
     def forward(self, u: Tensor) -> Tensor:
         """Gate one step of membrane potential (see the class docstring)."""

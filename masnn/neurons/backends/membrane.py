@@ -14,9 +14,9 @@ A gate takes part by describing itself: a module with a method ``fused_gate()`` 
 (:class:`masnn.attention.composite.MembraneAttention` does this for exact CA / SA gates). The
 neuron package never imports the attention package.
 
-ECA (average pool, 1-D conv over channels, sigmoid) may take CA's place. Not fused
-(``NotSupportedByBackend``, so ``"auto"`` runs the reference): a gate without a fused form
-(SimAM, a plug-in), any forward / backward hook on the gate or its
+ECA (average pool, 1-D conv over channels, sigmoid) or SimAM (parameter-free, per element)
+may take CA's place. Not fused (``NotSupportedByBackend``, so ``"auto"`` runs the
+reference): a gate without a fused form (a plug-in, a subclass), any forward / backward hook on the gate or its
 submodules (hooks must see every step), input that is not ``(T, B, C, H, W)``, gate weights
 of another dtype, and everything the plain fused LIF does not cover (:mod:`.cpp`).
 
@@ -52,11 +52,14 @@ class FusedMembraneGate(NamedTuple):
         sa: the ``(1, 2, k, k)`` weight of the bias-free ``k x k`` conv (odd ``k``), or ``None``.
         eca: instead of ``ca``: the ``(1, 1, k)`` weight of ECA's bias-free 1-D conv over
             channels (odd ``k``, zero padding ``k // 2``) on the ``H, W`` average, or ``None``.
+        simam: instead of ``ca``: SimAM's ``lambda`` (a parameter-free per-element gate from
+            each channel's ``H, W`` mean and variance), or ``None``.
     """
 
     ca: tuple[Tensor, Tensor] | None
     sa: Tensor | None
     eca: Tensor | None = None
+    simam: float | None = None
 
 
 class _Dims(ctypes.Structure):
@@ -70,6 +73,7 @@ class _Dims(ctypes.Structure):
         ("k", ctypes.c_int64),
         ("has_ca", ctypes.c_int32),
         ("has_sa", ctypes.c_int32),
+        ("lam", ctypes.c_double),
     ]
 
 
@@ -140,6 +144,8 @@ def describe_gate(gate: MembraneGate, x_seq: Tensor) -> FusedMembraneGate:
         if w0.shape != (h, c) or w1.shape != (c, h):
             raise NotSupportedByBackend("fused membrane gate: CA weights do not match C")
         tensors += [w0, w1]
+    if spec.simam is not None and (spec.ca is not None or spec.eca is not None):
+        raise NotSupportedByBackend("fused membrane gate: one channel gate at a time")
     if spec.eca is not None:
         k = spec.eca.shape[-1]
         if spec.ca is not None or spec.eca.shape != (1, 1, k) or k % 2 == 0:
@@ -166,14 +172,16 @@ def _suffix(dtype: torch.dtype) -> str:
     return "f32" if dtype == torch.float32 else "f64"
 
 
-def _dims(x: Tensor, w0: Tensor | None, w1: Tensor | None, wsa: Tensor | None) -> _Dims:
-    """Kernel sizes; the channel gate is CA (``w0``, ``w1``), ECA (``w0`` only) or absent."""
+def _dims(
+    x: Tensor, w0: Tensor | None, w1: Tensor | None, wsa: Tensor | None, simam: float | None
+) -> _Dims:
+    """Kernel sizes; the channel gate is CA (``w0``, ``w1``), ECA (``w0`` only), SimAM
+    (``simam`` = its lambda) or absent."""
     T, B, C, H, W = x.shape
-    kind = 0 if w0 is None else (1 if w1 is not None else 2)
+    kind = 3 if simam is not None else 0 if w0 is None else (1 if w1 is not None else 2)
     hid = 0 if w0 is None else (w0.shape[0] if kind == 1 else w0.shape[-1])
-    return _Dims(
-        T, B, C, H, W, hid, 0 if wsa is None else wsa.shape[-1], kind, int(wsa is not None)
-    )
+    k = 0 if wsa is None else wsa.shape[-1]
+    return _Dims(T, B, C, H, W, hid, k, kind, int(wsa is not None), simam or 0.0)
 
 
 def _forward(
@@ -182,11 +190,12 @@ def _forward(
     w0: Tensor | None,
     w1: Tensor | None,
     wsa: Tensor | None,
+    simam: float | None,
     cp: CParams,
     save: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, _Dims]:
     lib = load_membrane_library()
-    d = _dims(x, w0, w1, wsa)
+    d = _dims(x, w0, w1, wsa, simam)
     spikes = torch.empty_like(x)
     v_last = torch.empty(x.shape[1:], dtype=x.dtype)
     a_save = torch.empty_like(x) if save else None
@@ -209,10 +218,11 @@ class _FusedMembraneLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, v0: Tensor | None, leak: Tensor | None,
                 gain: Tensor | None, w0: Tensor | None, w1: Tensor | None,
-                wsa: Tensor | None, scalars: dict[str, Any]) -> Any:  # fmt: skip
+                wsa: Tensor | None, simam: float | None,
+                scalars: dict[str, Any]) -> Any:  # fmt: skip
         cp = CParams(**scalars)
         w0c, w1c, wsac = _c(w0), _c(w1), _c(wsa)
-        spikes, v_last, a_save, stats, d = _forward(x, v0, w0c, w1c, wsac, cp, save=True)
+        spikes, v_last, a_save, stats, d = _forward(x, v0, w0c, w1c, wsac, simam, cp, save=True)
         ctx.cp, ctx.d = cp, d
         ctx.has_v0 = v0 is not None
         ctx.save_for_backward(
@@ -257,6 +267,7 @@ class _FusedMembraneLIF(torch.autograd.Function):
             g_w1,
             g_wsa,
             None,
+            None,
         )
 
 
@@ -293,9 +304,11 @@ def lif_membrane_cpp(
     tensors = [t for t in (x, v0c, plan.leak, plan.gain, w0, w1, wsa) if t is not None]
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         spikes, v_last = _FusedMembraneLIF.apply(
-            x, v0c, plan.leak, plan.gain, w0, w1, wsa, plan.scalars
+            x, v0c, plan.leak, plan.gain, w0, w1, wsa, spec.simam, plan.scalars
         )
     else:
         cp = CParams(**plan.scalars)
-        spikes, v_last, _, _, _ = _forward(x, v0c, _c(w0), _c(w1), _c(wsa), cp, save=False)
+        spikes, v_last, _, _, _ = _forward(
+            x, v0c, _c(w0), _c(w1), _c(wsa), spec.simam, cp, save=False
+        )
     return spikes, v_last

@@ -9,6 +9,8 @@
 //       B = gc[c] * A                                          (no biases: the reference's MLP)
 //   or ECA: a = mean_HW(A); l = conv1d_k(a) over channels (zero padding k/2, no bias);
 //       gc = sigmoid(l); B = gc[c] * A
+//   or SimAM: mu = mean_HW(A), D = (A - mu)^2, var = sum_HW(D) / max(HW - 1, 1);
+//       B = sigmoid(D / (4 (var + lam)) + 1/2) * A   (per element, no weights)
 //   SA: P = [mean_C(B); max_C(B)] (2, H, W); o = conv_kxk(P, Wsa, zero padding k/2)
 //       gs = sigmoid(o); U = gs[p] * B
 //   S = fire(U); V[t] = reset(U, S)
@@ -33,12 +35,14 @@ using namespace masnn_lif;
 
 struct Dims {
   int64_t T, B, C, H, W, hid, k;
-  int32_t has_ca;  // 0 none, 1 CA (CBAM MLP, hid = h), 2 ECA (hid = its 1-D kernel size)
+  int32_t has_ca;  // 0 none, 1 CA (CBAM MLP, hid = h), 2 ECA (hid = its 1-D kernel size),
+                   // 3 SimAM
   int32_t has_sa;
+  double lam;      // SimAM's lambda
 };
 
-inline int64_t ca_size(const Dims& d) {
-  return d.has_ca == 1 ? 3 * d.C + 2 * d.hid : (d.has_ca == 2 ? 2 * d.C : 0);
+inline int64_t ca_size(const Dims& d) {  // SimAM: mu, var
+  return d.has_ca == 1 ? 3 * d.C + 2 * d.hid : (d.has_ca >= 2 ? 2 * d.C : 0);
 }
 // offset of the channel gate gc in a step's statistics
 inline int64_t gc_offset(const Dims& d) { return d.has_ca == 1 ? 2 * d.C + 2 * d.hid : d.C; }
@@ -122,6 +126,32 @@ void eca_forward(const S* a, S* out, S* st, const S* w, const Dims& d) {
     for (int64_t p = 0; p < HW; ++p) out[c * HW + p] = gc[c] * a[c * HW + p];
 }
 
+// SimAM's gate of one element from its channel's mean and variance (forward and recompute).
+template <typename S>
+inline S simam_gate(S a, S mu, S var, S lam) {
+  const S dv = (a - mu) * (a - mu);
+  return sigmoid(dv / (S(4) * (var + lam)) + S(0.5));
+}
+
+// SimAM on a (C, HW) membrane `a`: fills st[0:2C] (mu, var) and writes g * a to `out`.
+template <typename S>
+void simam_forward(const S* a, S* out, S* st, const Dims& d) {
+  const int64_t C = d.C, HW = d.H * d.W;
+  const S lam = S(d.lam), m = S(HW - 1 > 1 ? HW - 1 : 1);
+  for (int64_t c = 0; c < C; ++c) {
+    const S* ac = a + c * HW;
+    S sum = S(0);
+    for (int64_t p = 0; p < HW; ++p) sum += ac[p];
+    const S mu = sum / S(HW);
+    S ss = S(0);
+    for (int64_t p = 0; p < HW; ++p) ss += (ac[p] - mu) * (ac[p] - mu);
+    const S var = ss / m;
+    st[c] = mu;
+    st[C + c] = var;
+    for (int64_t p = 0; p < HW; ++p) out[c * HW + p] = simam_gate(ac[p], mu, var, lam) * ac[p];
+  }
+}
+
 // SA on a (C, HW) membrane `b`: fills st[0:3HW] (P avg, P max, gs) and writes gs[p] * b to `out`.
 template <typename S>
 void sa_forward(const S* b, S* out, S* st, const S* wsa, const Dims& d) {
@@ -165,12 +195,14 @@ void sa_forward(const S* b, S* out, S* st, const S* wsa, const Dims& d) {
 template <typename S>
 void gated(const S* a, const S* st, S* b_out, S* u_out, const Dims& d) {
   const int64_t C = d.C, HW = d.H * d.W;
-  const S* gc = d.has_ca ? st + gc_offset(d) : nullptr;
+  const S* gc = (d.has_ca == 1 || d.has_ca == 2) ? st + gc_offset(d) : nullptr;
   const S* gs = d.has_sa ? st + ca_size(d) + 2 * HW : nullptr;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t p = 0; p < HW; ++p) {
       const int64_t i = c * HW + p;
-      const S bv = gc ? gc[c] * a[i] : a[i];
+      const S bv = gc ? gc[c] * a[i]
+                      : (d.has_ca == 3 ? simam_gate(a[i], st[c], st[C + c], S(d.lam)) * a[i]
+                                       : a[i]);
       if (b_out) b_out[i] = bv;
       u_out[i] = gs ? gs[p] * bv : bv;
     }
@@ -198,6 +230,9 @@ void forward(const S* x, const S* v0, S* spikes, S* a_save, S* stats, S* v_last,
         cur = bb.data();
       } else if (d.has_ca == 2) {
         eca_forward(cur, bb.data(), st, w0, d);
+        cur = bb.data();
+      } else if (d.has_ca == 3) {
+        simam_forward(cur, bb.data(), st, d);
         cur = bb.data();
       }
       if (d.has_sa) {
@@ -340,7 +375,37 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
       }
       // CA backward: B = gc[c] * A; gu is reused for dL/dA
       S* ga = gu.data();
-      if (d.has_ca == 2) {  // ECA backward: B = gc[c] * A, gc = sigmoid(conv1d(mean_HW A))
+      if (d.has_ca == 3) {  // SimAM backward, per channel
+        const S lam = S(d.lam), m = S(HW - 1 > 1 ? HW - 1 : 1);
+        for (int64_t c = 0; c < C; ++c) {
+          const S mu = st[c], var = st[C + c];
+          const S den = S(4) * (var + lam);
+          const S* ac = at + c * HW;
+          const S* gbc = gb.data() + c * HW;
+          S* gac = ga + c * HW;
+          // pass 1: dL/dy per element (kept in gac), and dL/d den
+          S g_den = S(0);
+          for (int64_t q = 0; q < HW; ++q) {
+            const S dv = (ac[q] - mu) * (ac[q] - mu);
+            const S g = sigmoid(dv / den + S(0.5));
+            const S gy = gbc[q] * ac[q] * (g * (S(1) - g));
+            g_den = g_den - gy * dv / (den * den);
+            gac[q] = gy;
+          }
+          const S g_var = S(4) * g_den;
+          // pass 2: dL/dD = gy / den + g_var / m; dL/dA = gb g + 2 (A - mu) dL/dD + dL/dmu / HW
+          S g_mu = S(0);
+          for (int64_t q = 0; q < HW; ++q) {
+            const S gdv = gac[q] / den + g_var / m;
+            const S t2 = S(2) * (ac[q] - mu) * gdv;
+            g_mu = g_mu - t2;
+            const S g = simam_gate(ac[q], mu, var, lam);
+            gac[q] = gbc[q] * g + t2;
+          }
+          const S gmu = g_mu / S(HW);
+          for (int64_t q = 0; q < HW; ++q) gac[q] = gac[q] + gmu;
+        }
+      } else if (d.has_ca == 2) {  // ECA backward: B = gc[c] * A, gc = sigmoid(conv1d(mean_HW A))
         const S* avg = st;
         const S* gc = st + C;
         const int64_t r1 = hid / 2;
