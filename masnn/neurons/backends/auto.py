@@ -6,8 +6,9 @@ to the ``"triton"`` kernel (when Triton is installed); everything a fused kernel
 cover (another membrane gate, hooks on a membrane gate, a membrane gate on CUDA, another
 dtype, tracing under ``torch.compile``/``torch.export``/``torch.jit.trace`` (e.g. ONNX
 export), a kernel that could not be built) runs the reference ``"torch"`` loop; a membrane
-gate that stays on the reference is logged once per reason (INFO). A kernel that fails to build is reported once, as a logged
-warning naming the reason, and the reference is used from then on in this process.
+gate that stays on the reference is logged once per reason (INFO). A kernel that fails to
+build is reported once, as a logged warning naming the reason, and the reference is used from
+then on in this process.
 """
 
 from __future__ import annotations
