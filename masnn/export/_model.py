@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from masnn.attention.gates import gate_of
 from masnn.export import ExportError
 from masnn.neurons import LIF
 
@@ -38,6 +39,22 @@ def causal_blocker(model: nn.Module) -> str | None:
     if blocker is None:
         return f"{type(model).__name__} has no streaming contract (build it with create_model)"
     return blocker()
+
+
+def window_bound(model: nn.Module) -> tuple[str, nn.Module, int] | None:
+    """The first module built for one window length, as ``(name, module, T)``, or ``None``.
+
+    A registered gate kind without a per-step form (TA) weighs the whole window with weights
+    sized for the ``T`` it was built with (its ``timesteps``); every other layer runs at any
+    ``T`` (pooled C/S gates pool over whatever window they get).
+    """
+    for name, mod in model.named_modules():
+        kind = gate_of(mod)
+        if kind is not None and not kind.per_step:
+            t = getattr(mod, "timesteps", None)
+            if t is not None:
+                return name, mod, int(t)
+    return None
 
 
 def attn_name(model: nn.Module) -> str:
