@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,33 @@ def test_ms_resnet_snntorch_round_trip(capsys: pytest.CaptureFixture[str]) -> No
     assert torch.allclose(got.mean(0), y, atol=1e-5)  # the readout: mean over T
     assert torch.equal(got.mean(0).argmax(1), y.argmax(1))
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("name", "attn", "placement", "att_res", "module"),
+    [
+        ("ma_snn3_tiny", "tcsa", "code", 1, "features.0.neuron.post_attn"),
+        ("ma_snn3_tiny", "csa", "code", 1, "features.0.neuron.post_attn"),
+        ("ma_snn5", "tcsa", "paper", 1, "features.0.neuron.post_attn"),
+        ("ma_snn5", "tcsa", "code", 1, "features.0.neuron.post_attn"),
+        ("ma_snn5", "csa", "paper", 1, "features.0.neuron.lif.membrane_gate"),
+        ("ma_snn5", "csa", "code", 1, "features.0.neuron.post_attn"),
+        ("ms_resnet18", "csa", "paper", 1, "stages.0.0.attn"),
+        ("ms_resnet18", "csa", "code", 1, "stages.0.0.attn"),
+        ("ms_resnet18", "csa", "code", 2, "stages.0.0.attn"),
+    ],
+)
+def test_every_attention_variant_refused_naming_the_module(
+    name: str, attn: str, placement: str, att_res: int, module: str
+) -> None:
+    """The NIR column of docs/deployment.md's matrix: no attention variant exports."""
+    kw: dict = dict(timesteps=2)
+    if name == "ms_resnet18":
+        kw.update(RES_TINY, att_res=att_res)
+    elif name == "ma_snn5":
+        kw.update(channels=(4,) * 5, hidden=8, input_size=(2, 32, 32))
+    else:
+        kw.update(channels=(4, 8, 8), hidden=16)
+    m = masnn.create_model(name, attn=attn, placement=placement, **kw)
+    with pytest.raises(ExportError, match=rf"^{re.escape(module)} .*NIR has no node for attention"):
+        to_nir(m)

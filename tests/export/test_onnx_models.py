@@ -38,7 +38,18 @@ def _build(family: str, attn: str, placement: str, att_res: int = 1) -> torch.nn
     """A narrow, calibrated (BN statistics of real-format input) model that spikes in every
     LIF layer, in eval mode."""
     torch.manual_seed(0)
-    if family == "ma_snn5":
+    if family == "ma_snn3_tiny":
+        m = masnn.create_model(
+            "ma_snn3_tiny",
+            attn=attn,
+            placement=placement,
+            channels=(4, 8, 8),
+            hidden=16,
+            num_classes=5,
+            timesteps=T,
+            neuron_kwargs={"v_th": 0.05},
+        )
+    elif family == "ma_snn5":
         m = masnn.create_model(
             "ma_snn5",
             attn=attn,
@@ -82,6 +93,7 @@ def _meta(path: Path) -> dict[str, str]:
 
 
 WINDOW = [  # family, attention, placement, att_res, the T of the graph
+    pytest.param("ma_snn3_tiny", "csa", "paper", 1, T, id="ma_snn3_tiny-csa-paper", marks=slow),
     pytest.param("ma_snn5", "none", "paper", 1, T, id="ma_snn5-none"),
     pytest.param("ma_snn5", "tcsa", "paper", 1, T, id="ma_snn5-tcsa-paper"),
     pytest.param("ma_snn5", "tcsa", "code", 1, T, id="ma_snn5-tcsa-code", marks=slow),
@@ -120,6 +132,7 @@ def test_window_graph_matches_masnn(
 
 
 STEP = [
+    pytest.param("ma_snn3_tiny", "none", "paper", 1, id="ma_snn3_tiny-none", marks=slow),
     pytest.param("ma_snn5", "csa", "paper", 1, id="ma_snn5-csa-paper"),
     pytest.param("ma_snn5", "none", "paper", 1, id="ma_snn5-none", marks=slow),
     pytest.param("ms_resnet18", "csa", "paper", 1, id="ms_resnet18-csa-paper-res1"),
@@ -157,18 +170,19 @@ def test_step_cell_matches_streaming(
 
 
 @pytest.mark.parametrize(
-    ("family", "attn", "placement", "module", "why"),
+    ("family", "attn", "placement", "att_res", "module", "why"),
     [
-        ("ma_snn5", "tcsa", "paper", "features.0.neuron.post_attn.ta", "weighs all T"),
-        ("ma_snn5", "tcsa", "code", "features.0.neuron.post_attn.ta", "weighs all T"),
-        ("ma_snn5", "csa", "code", "features.0.neuron.post_attn.ca", "pools over all T"),
-        ("ms_resnet18", "csa", "code", "stages.0.0.attn.ca", "pools over all T"),
+        ("ma_snn5", "tcsa", "paper", 1, "features.0.neuron.post_attn.ta", "weighs all T"),
+        ("ma_snn5", "tcsa", "code", 1, "features.0.neuron.post_attn.ta", "weighs all T"),
+        ("ma_snn5", "csa", "code", 1, "features.0.neuron.post_attn.ca", "pools over all T"),
+        ("ms_resnet18", "csa", "code", 1, "stages.0.0.attn.ca", "pools over all T"),
+        ("ms_resnet18", "csa", "code", 2, "stages.0.0.attn.ca", "pools over all T"),
     ],
 )
 def test_non_causal_step_cell_refused_naming_the_module(
-    family: str, attn: str, placement: str, module: str, why: str, tmp_path: Path
+    family: str, attn: str, placement: str, att_res: int, module: str, why: str, tmp_path: Path
 ) -> None:
-    m = _build(family, attn, placement)
+    m = _build(family, attn, placement, att_res)
     with pytest.raises(ExportError, match=rf"no per-step ONNX cell: module '{module}' .*{why}"):
         to_onnx_step(m, tmp_path / "c.onnx")
     assert not list(tmp_path.iterdir())  # nothing half-written
