@@ -1,7 +1,8 @@
 """ONNX export of every family with its attention variants, checked in onnxruntime on CPU.
 
-The matrix of ``docs/deployment.md`` ("What exports"): ``ma_snn5`` (TCSA and CSA, paper and
-code placement) and ``ms_resnet18`` (Att-Res-SNN-1/-2, paper and code placement), the
+The matrix of ``docs/deployment.md`` ("What exports"; ``test_onnx.py`` holds the ``ma_snn3_tiny``
+rows): ``ma_snn5`` (TCSA and CSA, paper and code placement) and ``ms_resnet18``
+(Att-Res-SNN-1/-2, paper and code placement), the
 full-window graph exported at batch 2 and run at batch 3, and the per-step cell of the causal
 variants. Networks are narrow and ``T = 2`` so each export takes seconds; the rows marked
 ``slow`` (``pytest -m slow``) complete the matrix, the default rows cover every code path once
