@@ -25,6 +25,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from masnn.attention.channel import ChannelAttention, EfficientChannelAttention, SimAM
+from masnn.attention.spatial import SpatialAttention
+from masnn.neurons.backends import NotSupportedByBackend
+from masnn.neurons.backends.membrane import FusedMembraneGate
 from masnn.neurons.lif import at_least_fp32
 
 
@@ -93,6 +97,44 @@ class MembraneAttention(nn.Module):
                 raise ValueError("membrane gates are per step; build them with per_step=True")
         self.ca, self.sa = ca, sa
 
+    def fused_gate(self) -> FusedMembraneGate:
+        """The weights the fused CPU kernel needs (:mod:`masnn.neurons.backends.membrane`).
+
+        Raises:
+            NotSupportedByBackend: a gate the kernel does not implement exactly (a plug-in
+                or subclass, a CA MLP / ECA conv / SA conv changed from the built form); the
+                LIF then runs the reference loop.
+        """
+        ca: tuple[Tensor, Tensor] | None = None
+        sa: Tensor | None = None
+        eca: Tensor | None = None
+        simam: float | None = None
+        if type(self.ca) is SimAM:
+            simam = self.ca.lam
+        elif type(self.ca) is EfficientChannelAttention and _plain_conv1d(self.ca.conv):
+            eca = self.ca.conv.weight
+            assert isinstance(eca, Tensor)
+        elif self.ca is not None:
+            if type(self.ca) is not ChannelAttention or not _plain_mlp(self.ca.mlp):
+                raise NotSupportedByBackend(
+                    f"fused LIF: membrane gate {type(self.ca).__name__} has no fused kernel"
+                )
+            w0, w1 = self.ca.mlp[0].weight, self.ca.mlp[2].weight
+            assert isinstance(w0, Tensor) and isinstance(w1, Tensor)
+            ca = (w0, w1)
+        if self.sa is not None:
+            if type(self.sa) is not SpatialAttention or not _plain_conv(self.sa.conv):
+                raise NotSupportedByBackend(
+                    f"fused LIF: membrane gate {type(self.sa).__name__} has no fused kernel"
+                )
+            sa = self.sa.conv.weight
+            assert isinstance(sa, Tensor)
+        if not (self.ca is None or type(self.ca.gate) is nn.Sigmoid) or not (
+            self.sa is None or type(self.sa.gate) is nn.Sigmoid
+        ):
+            raise NotSupportedByBackend("fused LIF: a membrane gate's sigmoid was replaced")
+        return FusedMembraneGate(ca, sa, eca, simam)
+
     def forward(self, u: Tensor) -> Tensor:
         """Gate one step of membrane potential (see the class docstring)."""
         if u.dim() != 4:
@@ -103,3 +145,53 @@ class MembraneAttention(nn.Module):
             if gate is not None:
                 u = gate(u)  # (B, C, H, W)
         return u
+
+
+def _plain_mlp(mlp: nn.Module) -> bool:
+    """``Linear(C, h, bias=False) -> ReLU -> Linear(h, C, bias=False)``, as built."""
+    return (
+        type(mlp) is nn.Sequential
+        and len(mlp) == 3
+        and type(mlp[0]) is nn.Linear
+        and type(mlp[1]) is nn.ReLU
+        and type(mlp[2]) is nn.Linear
+        and mlp[0].bias is None
+        and mlp[2].bias is None
+    )
+
+
+def _plain_conv(conv: nn.Module) -> bool:
+    """``Conv2d(2, 1, k, padding=k // 2, bias=False)``, stride 1, zero padding, as built."""
+    if type(conv) is not nn.Conv2d:
+        return False
+    k = conv.kernel_size
+    return (
+        conv.bias is None
+        and k[0] == k[1]
+        and k[0] % 2 == 1
+        and conv.padding == (k[0] // 2, k[0] // 2)
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and conv.in_channels == 2
+        and conv.out_channels == 1
+    )
+
+
+def _plain_conv1d(conv: nn.Module) -> bool:
+    """ECA's ``Conv1d(1, 1, k, padding=k // 2, bias=False)``, stride 1, zero padding."""
+    if type(conv) is not nn.Conv1d:
+        return False
+    k = conv.kernel_size[0]
+    return (
+        conv.bias is None
+        and k % 2 == 1
+        and conv.padding == (k // 2,)
+        and conv.stride == (1,)
+        and conv.dilation == (1,)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and conv.in_channels == 1
+        and conv.out_channels == 1
+    )

@@ -147,12 +147,16 @@ def _sj_attention(timesteps: int) -> Callable[[int], nn.Module]:
 
 def build_ma_snn3(lib: str, variant: str, timesteps: int, classes: int = 11) -> nn.Module:
     """``ma_snn3`` for input ``(T, B, 2, 32, 32)`` in ``lib``; variants: ``vanilla``,
-    ``tcsa-code``, ``tcsa-paper`` (masnn and, for ``tcsa-code``, SpikingJelly)."""
+    ``tcsa-code``, ``tcsa-paper``, ``csa-paper`` (masnn and, for ``tcsa-code``, SpikingJelly).
+    The paper placement's CA / SA gate the membrane inside the LIF loop (on ``masnn`` =
+    ``auto``: the fused membrane kernel; ``masnn:torch``: the reference loop)."""
     if lib.startswith("masnn"):
         from masnn import create_model
 
         backend = lib.partition(":")[2] or "auto"
-        attn = {"vanilla": "none", "tcsa-code": "tcsa", "tcsa-paper": "tcsa"}[variant]
+        attn = {"vanilla": "none", "tcsa-code": "tcsa", "tcsa-paper": "tcsa", "csa-paper": "csa"}[
+            variant
+        ]
         placement = "code" if variant == "tcsa-code" else "paper"
         return create_model(
             "ma_snn3",

@@ -13,6 +13,10 @@ median / min / max wall time per iteration, peak RSS and the RSS right after the
   inference fast path (:func:`masnn.inference.fast`); ``masnn-ckpt`` = training with block
   checkpointing (:func:`masnn.layers.checkpoint.enable_checkpointing`).
 * ``breakdown``: one masnn train step split into conv / BN / neuron / attention / other.
+* ``stream``: per-step latency of :class:`masnn.models.streaming.StreamingModel` over a causal
+  ``ma_snn3`` (``variant`` ``csa-paper``: CA + SA on the membrane), eval, batch ``B``; every
+  step is timed, and the medians of the first and the second half of the ``T`` steps show
+  whether the per-step cost depends on ``t`` (it must not).
 * ``aedat``: decode a synthetic AEDAT 3.1 file and integrate it into ``T`` frames.
 """
 
@@ -212,6 +216,34 @@ def _aedat_fn(row: Row) -> Callable[[], Any]:
     return run
 
 
+def _stream(row: Row) -> dict[str, Any]:
+    from masnn.models.streaming import StreamingModel
+
+    torch.manual_seed(0)
+    net = build_net(row).eval()
+    x = net_input(row)
+    s = StreamingModel(net)
+    steps: list[float] = []
+    with torch.no_grad():
+        for r in range(row.warmup + row.repeat):
+            state = s.init_state(x.shape[1], tuple(x.shape[2:]))
+            for frame in x:
+                gc.collect()
+                t0 = time.perf_counter()
+                _, state = s.step(frame, state)
+                if r >= row.warmup:
+                    steps.append((time.perf_counter() - t0) * 1000)
+    by_t = [steps[i :: row.T] for i in range(row.T)]  # step t of every repeat
+    per_t = [statistics.median(h) for h in by_t]
+    return {
+        "median_ms": statistics.median(steps),
+        "min_ms": min(steps),
+        "max_ms": max(steps),
+        "first_half_ms": statistics.median(per_t[: row.T // 2] or per_t),
+        "second_half_ms": statistics.median(per_t[row.T // 2 :]),
+    }
+
+
 def measure(row: Row) -> dict[str, Any]:
     """Run ``row`` here; returns times (ms), RSS (MB) and row-specific extras."""
     base = _current_rss_mb()
@@ -219,6 +251,10 @@ def measure(row: Row) -> dict[str, Any]:
         from masnn.bench.breakdown import breakdown
 
         res = breakdown(row)
+        res.update(rss_base_mb=base, rss_peak_mb=_rss_mb())
+        return res
+    if row.kind == "stream":
+        res = _stream(row)
         res.update(rss_base_mb=base, rss_peak_mb=_rss_mb())
         return res
     fn = {"lif": _lif_step_fn, "net": _net_step_fn, "aedat": _aedat_fn}[row.kind](row)

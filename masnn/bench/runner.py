@@ -58,13 +58,33 @@ def _net_rows(shapes: Iterable[tuple[int, int]], repeat: int, peers: bool = True
                 out.append(Row("net", "masnn-ckpt", group, mode=mode, T=T, B=B, repeat=repeat))
             if mode == "infer":
                 out.append(Row("net", "masnn-fast", group, mode=mode, T=T, B=B, repeat=repeat))
-            for v in ("tcsa-code", "tcsa-paper"):
+            for v in ("tcsa-code", "tcsa-paper", "csa-paper"):
                 out.append(Row("net", "masnn", group, mode=mode, variant=v, T=T, B=B,
                                repeat=repeat))  # fmt: skip
+            if peers:  # the membrane gates on the reference loop, beside the fused kernel
+                for v in ("tcsa-paper", "csa-paper"):
+                    out.append(Row("net", "masnn:torch", group, mode=mode, variant=v, T=T, B=B,
+                                   repeat=repeat))  # fmt: skip
             if peers:
                 out.append(Row("net", "sj", group, mode=mode, variant="tcsa-code", T=T, B=B,
                                repeat=repeat))  # fmt: skip
     return out
+
+
+def _stream_rows(T: int, repeat: int) -> list[Row]:
+    """Per-step streaming latency, ``csa`` on the membrane, fused (``masnn``) and reference."""
+    return [
+        Row(
+            "stream",
+            lib,
+            f"streaming ma_snn3 csa-paper per step, T={T} B=1",
+            variant="csa-paper",
+            T=T,
+            B=1,
+            repeat=repeat,
+        )  # fmt: skip
+        for lib in ("masnn", "masnn:torch")
+    ]
 
 
 def rows(profile: str) -> list[Row]:
@@ -81,6 +101,8 @@ def rows(profile: str) -> list[Row]:
         out.append(Row("breakdown", "masnn", "breakdown", variant="tcsa-paper", T=2, B=1,
                        repeat=1, warmup=0))  # fmt: skip
         out.append(Row("aedat", "masnn", "AEDAT", T=4, repeat=1, extra={"events": 20000}))
+        out.append(Row("stream", "masnn", "streaming csa-paper per step", variant="csa-paper",
+                       T=4, B=1, repeat=1, warmup=0))  # fmt: skip
         return out
     if profile == "quick":
         out = _lif_rows([16], [(8, 64, 32, 32)], ["fwdbwd"], LIF_LIBS, 3)
@@ -91,6 +113,7 @@ def rows(profile: str) -> list[Row]:
                        B=8, repeat=3))  # fmt: skip
         out.append(Row("aedat", "masnn", "AEDAT decode + framing", T=16, repeat=5,
                        extra={"events": 2_000_000}))  # fmt: skip
+        out += _stream_rows(60, 3)
         return out
     if profile == "full":
         out = _lif_rows([4, 16, 60], [(8, 64, 32, 32), (8, 128, 64, 64)], ["fwd", "fwdbwd"],
@@ -106,6 +129,7 @@ def rows(profile: str) -> list[Row]:
                                repeat=3))  # fmt: skip
         out.append(Row("aedat", "masnn", "AEDAT decode + framing", T=16, repeat=5,
                        extra={"events": 2_000_000}))  # fmt: skip
+        out += _stream_rows(60, 5)
         return out
     raise ValueError(f"unknown bench profile {profile!r}; allowed: ['full', 'quick', 'tiny']")
 
@@ -171,6 +195,20 @@ def format_tables(results: list[tuple[Row, dict[str, Any]]]) -> str:
                 cells = [f"{b[k]:.0f} ({100 * b[k] / tot:.0f} %)" for k in
                          ("conv", "bn", "neuron", "attention", "other")]  # fmt: skip
                 out.append(f"| {row.variant} | " + " | ".join(cells) + f" | {tot:.0f} |")
+            continue
+        if kind == "stream":
+            out.append(f"\n### {group}\n")
+            out.append("| row | median ms / step | min-max ms | first half | second half |")
+            out.append("|---|---|---|---|---|")
+            for row, res in items:
+                if "median_ms" not in res:
+                    out.append(f"| {row.lib} | {res.get('error') or res.get('skipped')} |")
+                    continue
+                out.append(
+                    f"| {row.lib} | {res['median_ms']:.2f} | {res['min_ms']:.2f}–"
+                    f"{res['max_ms']:.2f} | {res['first_half_ms']:.2f} | "
+                    f"{res['second_half_ms']:.2f} |"
+                )
             continue
         base = next((r.get("median_ms") for w, r in items if w.lib == BASELINE.get(kind)), None)
         out.append(f"\n### {group}\n")

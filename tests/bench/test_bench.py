@@ -17,6 +17,19 @@ def test_lif_and_net_rows_measure_in_process() -> None:
         assert res["median_ms"] > 0
 
 
+def test_paper_placement_rows_and_streaming_latency() -> None:
+    for lib in ("masnn", "masnn:torch"):  # fused membrane attention, and the reference loop
+        res = measure(Row("net", lib, "g", variant="csa-paper", T=2, B=1, repeat=1, warmup=0))
+        assert res["median_ms"] > 0
+    row = Row("stream", "masnn", "s", variant="csa-paper", T=4, B=1, repeat=2, warmup=0)
+    res = measure(row)
+    assert res["min_ms"] <= res["median_ms"] <= res["max_ms"]
+    assert res["first_half_ms"] > 0 and res["second_half_ms"] > 0
+    table = format_tables([(row, res)])
+    assert "### s" in table and "| masnn |" in table and "second half" in table
+    assert any(r.kind == "stream" for r in rows("quick"))
+
+
 def test_breakdown_categories_add_up() -> None:
     res = measure(Row("breakdown", "masnn", "b", variant="tcsa-paper", T=2, B=1, repeat=1,
                       warmup=0))  # fmt: skip

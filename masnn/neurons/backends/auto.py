@@ -1,11 +1,14 @@
 """The ``"auto"`` neuron backend (the default): the fastest backend that can run each call.
 
-Per call: a CPU tensor goes to the fused ``"cpp"`` kernel, a CUDA tensor to the ``"triton"``
-kernel (when Triton is installed); everything a fused kernel does not cover (a membrane gate,
-another dtype, tracing under ``torch.compile``/``torch.export``/``torch.jit.trace`` (e.g. ONNX
-export), a kernel that could not be built) runs the
-reference ``"torch"`` loop. A kernel that fails to build is reported once, as a logged
-warning naming the reason, and the reference is used from then on in this process.
+Per call: a CPU tensor goes to the fused ``"cpp"`` kernel (with a CA / ECA / SimAM / SA
+membrane gate: the fused gated kernel, :mod:`masnn.neurons.backends.membrane`), a CUDA tensor
+to the ``"triton"`` kernel (when Triton is installed); everything a fused kernel does not
+cover (another membrane gate, hooks on a membrane gate, a membrane gate on CUDA, another
+dtype, tracing under ``torch.compile``/``torch.export``/``torch.jit.trace`` (e.g. ONNX
+export), a kernel that could not be built) runs the reference ``"torch"`` loop; a membrane
+gate that stays on the reference is logged once per reason (INFO). A kernel that fails to
+build is reported once, as a logged warning naming the reason, and the reference is used from
+then on in this process.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from torch import Tensor
 
 from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend
+from masnn.neurons.backends.kernel_build import BuildError
 from masnn.neurons.functional import LIFParams, MembraneGate, lif_multistep
 from masnn.neurons.surrogate import Surrogate
 
@@ -64,14 +68,27 @@ def lif_auto(
     gate: MembraneGate = None,
 ) -> tuple[Tensor, Tensor]:
     """Dispatch one call (see the module docstring); same contract as the reference."""
-    if gate is None and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+    if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
         impl = fused_backend(x_seq.device.type)
         if impl is not None:
             try:
                 return impl(x_seq, v0, params, surrogate, gate)
-            except NotSupportedByBackend:
-                pass
+            except NotSupportedByBackend as exc:
+                if gate is not None:
+                    _once(logging.INFO, f"membrane gate on the reference loop: {exc}")
+            except BuildError as exc:  # only the gated kernel builds here (the LIF one is probed)
+                _once(logging.WARNING, f"fused membrane kernel unavailable ({exc}); reference used")
     return lif_multistep(x_seq, v0, params, surrogate, gate)
+
+
+_said: set[str] = set()
+
+
+def _once(level: int, msg: str) -> None:
+    """Log ``msg`` the first time it occurs in this process."""
+    if msg not in _said:
+        _said.add(msg)
+        _log.log(level, msg)
 
 
 NEURON_BACKENDS.add("auto", lif_auto)

@@ -9,8 +9,10 @@ the reference keeps about six tensors of that size per step.
 Supported: every preset and every registered surrogate (``rect``, ``sigmoid``, ``atan``),
 float32/float64, any shape ``(T, B, ...)`` and strides, streamed state ``v0`` with its
 gradient, a gradient on the returned last membrane, and a learnable scalar leak / input gain
-(PLIF). Anything else (a membrane gate, a tensor threshold, a non-CPU tensor, another dtype)
-raises :class:`~masnn.neurons.backends.NotSupportedByBackend`.
+(PLIF). A membrane gate that describes itself (CA / SA / CA -> SA at the ``membrane``
+location) runs in the fused gated kernel of :mod:`masnn.neurons.backends.membrane`. Anything
+else (another membrane gate, a tensor threshold, a non-CPU tensor, another dtype) raises
+:class:`~masnn.neurons.backends.NotSupportedByBackend`.
 
 Numerics: spikes and membranes equal the reference bit for bit (the kernel repeats its
 operations in order, without fused multiply-adds); gradients equal it up to summation order.
@@ -50,6 +52,7 @@ class CParams(ctypes.Structure):
         ("has_gain", ctypes.c_int32),
         ("has_decay", ctypes.c_int32),
         ("has_vreset", ctypes.c_int32),
+        ("smooth", ctypes.c_int32),  # tests only, membrane kernel: spikes = the primitive
     ]
 
 
@@ -130,6 +133,7 @@ def make_plan(
         has_gain=int(gain_t is not None or gain != 1),
         has_decay=int(decay != 1),
         has_vreset=int(hard and v_reset != 0),
+        smooth=0,
     )
     return Plan(scalars, leak_t, gain_t)
 
@@ -235,6 +239,10 @@ def lif_cpp(
     """
     if x_seq.device.type != "cpu":
         raise NotSupportedByBackend(f"backend 'cpp' runs on CPU tensors, got {x_seq.device}")
+    if gate is not None:  # per-step membrane attention: the fused gated kernel
+        from masnn.neurons.backends.membrane import lif_membrane_cpp
+
+        return lif_membrane_cpp(x_seq, v0, params, surrogate, gate)
     plan = make_plan(x_seq, v0, params, surrogate, gate)
     load_library()
     return run_plan(x_seq, v0, plan, _cpu_forward_only, _FusedLIF)

@@ -29,6 +29,8 @@ from pathlib import Path
 _log = logging.getLogger("masnn.neurons.backends")
 
 SOURCE = Path(__file__).with_name("lif_cpu.cpp")
+#: The LIF step shared by both CPU kernels (``#include``d; hashed into each build key).
+COMMON = Path(__file__).with_name("lif_common.h")
 FLAGS = (
     "-O3",
     "-march=native",
@@ -129,7 +131,7 @@ def _compile_with(cxx: str, out: Path, flags: tuple[str, ...], source: Path = SO
 @lru_cache(maxsize=1)
 def load_library() -> ctypes.CDLL:
     """Compile (first use) or reuse the cached library and load it; raises :class:`BuildError`."""
-    lib = load_shared("masnn_lif", (SOURCE,), "the fused LIF kernel")
+    lib = load_shared("masnn_lif", (SOURCE, COMMON), "the fused LIF kernel")
     _declare(lib)
     return lib
 

@@ -12,50 +12,13 @@
 #include <cmath>
 #include <cstdint>
 
+#include "lif_common.h"
+
 namespace {
 
+using namespace masnn_lif;
+
 constexpr int64_t CHUNK = 512;
-
-struct Params {
-  double leak;      // k: U = V + k (v_rest - V) + g X
-  double v_rest;
-  double gain;      // g
-  double v_th;
-  double decay;     // delta
-  double v_reset;   // hard reset value (ignored for soft reset)
-  int32_t hard;     // 1 = hard reset, 0 = soft reset by v_th
-  int32_t detach;   // detach_reset
-  int32_t strict;   // fire on u - v_th > 0 instead of >= 0
-  int32_t surrogate;  // 0 rect (param = width), 1 sigmoid (alpha), 2 atan (alpha)
-  double sg_param;
-  int32_t has_leak;   // k != 0 (or a tensor): the reference skips the leak term otherwise
-  int32_t has_gain;   // g != 1
-  int32_t has_decay;  // delta != 1
-  int32_t has_vreset; // v_reset != 0
-};
-
-template <typename S>
-inline S charge(S v, S x, S k, S vr, S g, const Params& p) {
-  S u = p.has_leak ? v + k * (vr - v) : v;
-  return p.has_gain ? u + g * x : u + x;
-}
-
-template <typename S>
-inline S fire(S u, S th, const Params& p) {
-  S h = u - th;
-  return (p.strict ? (h > S(0)) : (h >= S(0))) ? S(1) : S(0);
-}
-
-template <typename S>
-inline S reset(S u, S s, S th, S dec, S vres, const Params& p) {
-  if (!p.hard) {
-    S v = u - s * th;
-    return p.has_decay ? dec * v : v;
-  }
-  S kept = p.has_decay ? dec * u : u;
-  S v = kept * (S(1) - s);
-  return p.has_vreset ? v + s * vres : v;
-}
 
 template <typename S>
 void forward(const S* x, const S* v0, S* spikes, S* u_save, S* v_last, int64_t T, int64_t N,
@@ -83,17 +46,6 @@ void forward(const S* x, const S* v0, S* spikes, S* u_save, S* v_last, int64_t T
     }
     for (int64_t i = 0; i < len; ++i) v_last[n0 + i] = v[i];
   }
-}
-
-template <typename S, int SG>
-inline S surrogate_grad_t(S h, S a) {
-  if (SG == 0) return (std::fabs(h) < a / S(2)) ? S(1) / a : S(0);  // rect: (|h| < w/2) / w
-  if (SG == 1) {                                                    // sigmoid: a s (1 - s)
-    S s = S(1) / (S(1) + std::exp(-(a * h)));
-    return a * s * (S(1) - s);
-  }
-  S z = S(M_PI / 2) * a * h;  // atan: (a/2) / (1 + (pi/2 a h)^2)
-  return (a / S(2)) / (S(1) + z * z);
 }
 
 // The backward pass. Every configuration flag is a template parameter, so the inner loop over
