@@ -7,7 +7,7 @@ one ``EXPORTERS.add`` (and one line in ``_EXPORTER_MODULES``).
 * :func:`to_onnx` (``onnx``): the full-window inference graph ``(T, B, C, H, W) -> (B, K)``
   with a dynamic batch, and, for causal models, a per-step cell with explicit state.
 * :func:`to_nir` (``nir``): the Neuromorphic Intermediate Representation of a vanilla
-  (attention-free) sequential network, BatchNorm folded.
+  (attention-free) ``ma_snn3*`` chain or ``ms_resnet*`` graph, BatchNorm folded.
 
 Model-internal assumptions (module types, block structure, how a checkpoint rebuilds its
 model) live in :mod:`masnn.export._model` only. Optional dependencies (``onnx``,

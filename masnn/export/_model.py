@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from masnn.attention.gates import gate_of
 from masnn.export import ExportError
 from masnn.neurons import LIF
 
@@ -38,6 +39,22 @@ def causal_blocker(model: nn.Module) -> str | None:
     if blocker is None:
         return f"{type(model).__name__} has no streaming contract (build it with create_model)"
     return blocker()
+
+
+def window_bound(model: nn.Module) -> tuple[str, nn.Module, int] | None:
+    """The first module built for one window length, as ``(name, module, T)``, or ``None``.
+
+    A registered gate kind without a per-step form (TA) weighs the whole window with weights
+    sized for the ``T`` it was built with (its ``timesteps``); every other layer runs at any
+    ``T`` (pooled C/S gates pool over whatever window they get).
+    """
+    for name, mod in model.named_modules():
+        kind = gate_of(mod)
+        if kind is not None and not kind.per_step:
+            t = getattr(mod, "timesteps", None)
+            if t is not None:
+                return name, mod, int(t)
+    return None
 
 
 def attn_name(model: nn.Module) -> str:
@@ -79,20 +96,24 @@ def model_from_checkpoint(path: str | Path, overrides: list[str] | None = None) 
 
 @dataclass
 class Op:
-    """One primitive of a sequential spiking network, in execution order.
+    """One primitive of a spiking network, in execution order.
 
     Attributes:
         kind: ``"conv"``, ``"linear"`` (each with an optional folded ``bn``), ``"avgpool"``,
-            ``"maxpool"``, ``"lif"``, ``"flatten"`` or ``"dropout"``.
+            ``"maxpool"``, ``"gap"`` (global average pooling), ``"lif"``, ``"flatten"`` or
+            ``"dropout"``.
         name: the dotted module name (for messages and node names).
-        module: the module (``None`` for ``flatten``).
+        module: the module (``None`` for ``flatten`` and ``gap``).
         bn: the BatchNorm that follows a conv/linear, folded on export.
+        inputs: the names of the ops whose outputs are summed into this one (``"input"`` is
+            the network input); empty = the previous op (a chain).
     """
 
     kind: str
     name: str
     module: nn.Module | None
     bn: nn.Module | None = None
+    inputs: tuple[str, ...] = ()
 
 
 def _block_ops(prefix: str, block: Any) -> Iterator[Op]:
@@ -124,19 +145,28 @@ def _pool_op(name: str, pool: nn.Module) -> Op:
     raise ExportError(f"{name}: unsupported pooling {type(pool).__name__}")
 
 
-def sequential_ops(model: nn.Module) -> list[Op]:
-    """The primitives of a sequential DVS network (``ma_snn3*``, ``ma_snn5``) in order.
+def network_ops(model: nn.Module) -> list[Op]:
+    """The primitives of a registered network in execution order, with their inputs.
+
+    ``ma_snn3*`` / ``ma_snn5`` are chains (:func:`sequential_ops`); ``ms_resnet*`` is a graph
+    whose residual adds are fan-ins (:func:`residual_ops`).
 
     Raises:
-        ExportError: the model is not one of the sequential families (e.g. MS-ResNet's
-            residual blocks).
+        ExportError: a model of another family (the message names the supported ones).
     """
     family = getattr(getattr(model, "default_cfg", None), "family", None)
-    if family not in ("ma_snn3", "ma_snn5") or not hasattr(model, "features"):
-        raise ExportError(
-            f"{type(model).__name__} (family {family!r}) is not a sequential conv net; NIR export "
-            "supports the ma_snn3 and ma_snn5 families (residual networks are not mapped)"
-        )
+    if family in ("ma_snn3", "ma_snn5") and hasattr(model, "features"):
+        return sequential_ops(model)
+    if family == "ms_resnet" and hasattr(model, "stages"):
+        return residual_ops(model)
+    raise ExportError(
+        f"{type(model).__name__} (family {family!r}) has no NIR mapping; NIR export supports "
+        "the ma_snn3, ma_snn5 and ms_resnet families built with masnn.create_model"
+    )
+
+
+def sequential_ops(model: nn.Module) -> list[Op]:
+    """The primitives of a sequential DVS network (``ma_snn3*``, ``ma_snn5``), a chain."""
     ops: list[Op] = []
     for i, block in enumerate(model.get_submodule("features").children()):
         ops.extend(_block_ops(f"features.{i}", block))
@@ -149,6 +179,50 @@ def sequential_ops(model: nn.Module) -> list[Op]:
             ops.append(Op("dropout", name, mod))
         else:
             ops.extend(_block_ops(name, mod))
+    return ops
+
+
+def residual_ops(model: nn.Module) -> list[Op]:
+    """The primitives of an MS-ResNet (``ms_resnet*``) as a graph.
+
+    The membrane shortcut adds pre-LIF tensors: each block's output is the sum of its
+    branch (``conv2`` with ``bn2`` folded) and its shortcut (the block's input, or
+    ``AvgPool -> Conv1x1 -> BN``), so the consumers of a block output take every term of
+    that sum as an input (an identity shortcut passes its input's terms on). Attention is
+    refused before this is called (``attention_modules``).
+    """
+    stem = model.stem.module  # Sequential(Conv7x7/2, BN)
+    ops: list[Op] = [Op("conv", "stem.module.0", stem[0], stem[1], ("input",))]
+    terms: tuple[str, ...] = ("stem.module.0",)  # the summands of the current membrane input
+    for si, stage in enumerate(model.stages):
+        for bi, blk in enumerate(stage):
+            p = f"stages.{si}.{bi}"
+            ops += [
+                Op("lif", f"{p}.lif1", blk.lif1, inputs=terms),
+                Op("conv", f"{p}.conv1.module", blk.conv1.module, blk.bn1.module),
+                Op("lif", f"{p}.lif2", blk.lif2),
+                Op("conv", f"{p}.conv2.module", blk.conv2.module, blk.bn2.module),
+            ]
+            branch = f"{p}.conv2.module"
+            if blk.shortcut is None:
+                terms = (branch, *terms)
+                continue
+            pool, conv, bn = blk.shortcut.module  # Sequential(AvgPool | Identity, Conv1x1, BN)
+            src = terms
+            if isinstance(pool, nn.AvgPool2d):
+                ops.append(Op("avgpool", f"{p}.shortcut.module.0", pool, inputs=src))
+                src = (f"{p}.shortcut.module.0",)
+            elif not isinstance(pool, nn.Identity):
+                raise ExportError(f"{p}.shortcut.module.0: unsupported {type(pool).__name__}")
+            ops.append(Op("conv", f"{p}.shortcut.module.1", conv, bn, inputs=src))
+            terms = (branch, f"{p}.shortcut.module.1")
+    ops += [
+        Op("lif", "lif", model.lif, inputs=terms),
+        Op("gap", "gap", None),  # global average pooling (per step; masnn averages over T after)
+        Op("flatten", "flatten", None),
+        Op("dropout", "drop", model.drop),
+        Op("linear", "fc", model.fc),
+    ]
     return ops
 
 

@@ -19,15 +19,20 @@ and masnn's step (:mod:`masnn.neurons.functional`) maps onto it in two families:
 
 Refused, each with the module and the reason: attention gates (NIR has no node for them),
 soft reset (NIR's LIF resets hard), a neuron with both ``k > 0`` and ``delta < 1``, max pooling
-(NIR 1.0 has sum and average pooling only) and residual networks. masnn fires at
+(NIR 1.0 has sum and average pooling only, so ``ma_snn5`` does not export) and ceil-mode
+average pooling with partial windows (MS-ResNet shortcuts on an odd-sized map). masnn fires at
 ``U >= v_th`` (MS-ResNet: ``>``) where NIR says ``>``; the two differ only for a membrane
 exactly at the threshold.
 
-The graph is per frame, batch-free, ``Input (C, H, W) -> ... -> Output (K * groups)``:
-convolutions and linear layers carry their BatchNorm folded in (eval statistics), dropout is
-dropped. The readout is not part of NIR: masnn's output is the mean over ``T`` of the output
-spikes, averaged over each class's ``groups`` neurons (``ma_snn5`` votes over 10); both are in
-the graph's metadata.
+The graph is per frame, batch-free, ``Input (C, H, W) -> ... -> Output``: convolutions and
+linear layers carry their BatchNorm folded in (eval statistics), dropout is dropped. The
+sequential nets (``ma_snn3*``) are a chain ending in the output LIF; MS-ResNet (``ms_resnet*``)
+is a graph: NIR sums the inputs of a node, so each membrane shortcut add is a node with two or
+more incoming edges (an identity shortcut passes every term of its input sum on), and the head
+is ``LIF -> AvgPool2d (global) -> Flatten -> Affine``. The readout is not part of NIR: masnn's
+output is the mean over ``T`` of the output (spikes averaged over each class's ``groups``
+neurons for the sequential nets; the affine classifier's output for MS-ResNet, which equals
+masnn's classifier on the time-averaged pooled spikes); it is in the graph's metadata.
 """
 
 from __future__ import annotations
@@ -44,11 +49,12 @@ from torch import nn
 
 from masnn.export import EXPORTERS, Exporter, ExportError
 from masnn.export._model import (
+    Op,
     attention_modules,
     fold_bn,
     model_input_size,
+    network_ops,
     readout_groups,
-    sequential_ops,
 )
 from masnn.neurons import LIF
 from masnn.version import __version__
@@ -114,7 +120,7 @@ def lif_to_nir_params(lif: LIF, name: str, dt: float = DEFAULT_DT) -> dict[str, 
 
 @torch.no_grad()
 def to_nir(model: nn.Module, *, dt: float = DEFAULT_DT) -> Any:
-    """Convert a vanilla sequential model (``ma_snn3*``, ``attn="none"``) to a ``nir.NIRGraph``.
+    """Convert a vanilla model (``ma_snn3*`` or ``ms_resnet*``, ``attn="none"``) to a ``nir.NIRGraph``.
 
     Args:
         model: a model from ``masnn.create_model`` without attention.
@@ -122,12 +128,13 @@ def to_nir(model: nn.Module, *, dt: float = DEFAULT_DT) -> Any:
 
     Returns:
         The graph: nodes ``input``, one per primitive (named after the masnn module, dots as
-        underscores), ``output``; a chain of edges; ``metadata`` with ``dt``, ``readout``,
+        underscores), ``output``; edges from every summed input of a node (a chain for the
+        sequential nets, fan-ins at MS-ResNet's shortcut adds); ``metadata`` with ``dt``, ``readout``,
         ``groups``, ``timesteps``, ``masnn_version`` and ``threshold`` (``">="`` or ``">"``).
 
     Raises:
-        ExportError: attention (naming the module), a neuron NIR cannot express, max pooling or
-            a non-sequential network.
+        ExportError: attention (naming the module), a neuron NIR cannot express, max pooling,
+            partial pooling windows, or a model of another family.
     """
     nir = _nir()
     if not (dt > 0 and math.isfinite(dt)):
@@ -138,79 +145,111 @@ def to_nir(model: nn.Module, *, dt: float = DEFAULT_DT) -> Any:
             f"{attn[0]} ({type(model.get_submodule(attn[0])).__name__}) is an attention gate; "
             "NIR has no node for attention, so only attn='none' models export to NIR"
         )
-    ops = sequential_ops(model)
-    c, h, w = model_input_size(model)
-    shape: tuple[int, ...] = (c, h, w)
-    nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(shape)})}
-    order = ["input"]
+    ops = network_ops(model)
+    nodes: dict[str, Any] = {
+        "input": nir.Input(input_type={"input": np.array(model_input_size(model))})
+    }
+    shapes: dict[str, tuple[int, ...]] = {"input": tuple(model_input_size(model))}
+    produced: dict[str, tuple[str, ...]] = {"input": ("input",)}  # op name -> node keys
+    prev: tuple[str, ...] = ("input",)  # node keys whose sum is the previous op's output
+    edges: list[tuple[str, str]] = []
     strict = None
     for op in ops:
-        key = op.name.replace(".", "_")
-        mod = op.module
-        if op.kind == "conv":
-            assert isinstance(mod, nn.Conv2d)
-            if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
-                raise ExportError(f"{op.name}: only numeric zero padding is exported")
-            wt, b = fold_bn(mod.weight, mod.bias, op.bn)
-            nodes[key] = nir.Conv2d(
-                input_shape=shape[1:],
-                weight=wt.astype(np.float32),
-                stride=tuple(mod.stride),
-                padding=tuple(mod.padding),
-                dilation=tuple(mod.dilation),
-                groups=mod.groups,
-                bias=b.astype(np.float32),
-            )
-            shape = _conv_out(shape, mod)
-        elif op.kind == "linear":
-            assert isinstance(mod, nn.Linear)
-            wt, b = fold_bn(mod.weight, mod.bias, op.bn)
-            nodes[key] = nir.Affine(weight=wt.astype(np.float32), bias=b.astype(np.float32))
-            shape = (mod.out_features,)
-        elif op.kind == "avgpool":
-            assert isinstance(mod, nn.AvgPool2d)
-            ks, st, pd = (_pair(v) for v in (mod.kernel_size, mod.stride, mod.padding))
-            if mod.ceil_mode or (any(pd) and not mod.count_include_pad):
-                raise ExportError(f"{op.name}: only floor-mode average pooling is exported")
-            nodes[key] = nir.AvgPool2d(
-                kernel_size=np.array(ks), stride=np.array(st), padding=np.array(pd)
-            )
-            shape = (
-                shape[0],
-                *((s + 2 * p - k) // t + 1 for s, k, t, p in zip(shape[1:], ks, st, pd)),
-            )
-        elif op.kind == "maxpool":
+        srcs = tuple(k for n in op.inputs for k in produced[n]) if op.inputs else prev
+        in_shapes = {shapes[k] for k in srcs}
+        if len(in_shapes) != 1:
             raise ExportError(
-                f"{op.name} (MaxPool2d): NIR 1.0 has no max-pooling node (sum and average "
-                "pooling only), so this network cannot be exported"
+                f"{op.name}: its summed inputs {list(srcs)} have different shapes "
+                f"{sorted(in_shapes)}"
             )
-        elif op.kind == "flatten":
-            nodes[key] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
-            shape = (int(np.prod(shape)),)
-        elif op.kind == "dropout":
-            continue  # identity at inference
-        elif op.kind == "lif":
-            assert isinstance(mod, LIF)
-            if mod.membrane_gate is not None:
-                raise ExportError(f"{op.name}.membrane_gate: NIR has no node for attention")
-            q = lif_to_nir_params(mod, op.name, dt)
-            nodes[key] = nir.LIF(**{k: np.full(shape, v, dtype=np.float32) for k, v in q.items()})
-            strict = bool(mod.surrogate.strict) if strict is None else strict
-        else:  # pragma: no cover - _model.sequential_ops yields only the kinds above
-            raise ExportError(f"{op.name}: unknown primitive {op.kind!r}")
-        order.append(key)
-    nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
-    order.append("output")
-    edges = list(zip(order[:-1], order[1:]))
+        shape = in_shapes.pop()
+        if op.kind == "dropout":  # identity at inference
+            produced[op.name] = prev = srcs
+            continue
+        key = op.name.replace(".", "_")
+        nodes[key], shape = _node(nir, op, shape, dt)
+        if op.kind == "lif":
+            lif_strict = bool(op.module.surrogate.strict)  # type: ignore[union-attr]
+            strict = lif_strict if strict is None else strict
+        shapes[key] = shape
+        produced[op.name] = prev = (key,)
+        edges += [(s, key) for s in srcs]
+    nodes["output"] = nir.Output(output_type={"output": np.array(shapes[prev[0]])})
+    edges += [(s, "output") for s in prev]
+    spiking_out = ops[-1].kind == "lif"
     meta = {
         "dt": float(dt),
-        "readout": "mean over T of the output spikes, averaged over each class's groups neurons",
+        "readout": (
+            "mean over T of the output spikes, averaged over each class's groups neurons"
+            if spiking_out
+            else "mean over T of the output (an affine classifier on pooled spikes: equal to "
+            "masnn's classifier on the time-averaged pooled spikes)"
+        ),
         "groups": readout_groups(model),
         "timesteps": int(getattr(model, "timesteps", 0) or 0),
         "threshold": ">" if strict else ">=",
         "masnn_version": __version__,
     }
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+
+
+def _node(nir: Any, op: Op, shape: tuple[int, ...], dt: float) -> tuple[Any, tuple[int, ...]]:
+    """The NIR node of one primitive on an input of ``shape``, and its output shape."""
+    mod = op.module
+    if op.kind == "conv":
+        assert isinstance(mod, nn.Conv2d)
+        if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
+            raise ExportError(f"{op.name}: only numeric zero padding is exported")
+        wt, b = fold_bn(mod.weight, mod.bias, op.bn)
+        node = nir.Conv2d(
+            input_shape=shape[1:],
+            weight=wt.astype(np.float32),
+            stride=tuple(mod.stride),
+            padding=tuple(mod.padding),
+            dilation=tuple(mod.dilation),
+            groups=mod.groups,
+            bias=b.astype(np.float32),
+        )
+        return node, _conv_out(shape, mod)
+    if op.kind == "linear":
+        assert isinstance(mod, nn.Linear)
+        wt, b = fold_bn(mod.weight, mod.bias, op.bn)
+        return nir.Affine(weight=wt.astype(np.float32), bias=b.astype(np.float32)), (
+            mod.out_features,
+        )
+    if op.kind in ("avgpool", "gap"):
+        if op.kind == "gap":  # global average pooling: one window over the whole map
+            ks = st = (shape[1], shape[2])
+            pd: tuple[int, int] = (0, 0)
+        else:
+            assert isinstance(mod, nn.AvgPool2d)
+            ks, st, pd = (_pair(v) for v in (mod.kernel_size, mod.stride, mod.padding))
+            # ceil mode adds a partial window only where the size does not divide evenly
+            uneven = any((s + 2 * p - k) % t for s, k, t, p in zip(shape[1:], ks, st, pd))
+            if (mod.ceil_mode and uneven) or (any(pd) and not mod.count_include_pad):
+                raise ExportError(
+                    f"{op.name}: ceil-mode average pooling over a {shape[1]}x{shape[2]} map has "
+                    "partial windows, which NIR's AvgPool2d (floor mode) does not have; use an "
+                    "input size that stays even through the network"
+                )
+        node = nir.AvgPool2d(kernel_size=np.array(ks), stride=np.array(st), padding=np.array(pd))
+        out = ((s + 2 * p - k) // t + 1 for s, k, t, p in zip(shape[1:], ks, st, pd))
+        return node, (shape[0], *out)
+    if op.kind == "maxpool":
+        raise ExportError(
+            f"{op.name} (MaxPool2d): NIR 1.0 has no max-pooling node (sum and average "
+            "pooling only), so this network cannot be exported"
+        )
+    if op.kind == "flatten":
+        node = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+        return node, (int(np.prod(shape)),)
+    if op.kind == "lif":
+        assert isinstance(mod, LIF)
+        if mod.membrane_gate is not None:
+            raise ExportError(f"{op.name}.membrane_gate: NIR has no node for attention")
+        q = lif_to_nir_params(mod, op.name, dt)
+        return nir.LIF(**{k: np.full(shape, v, dtype=np.float32) for k, v in q.items()}), shape
+    raise ExportError(f"{op.name}: unknown primitive {op.kind!r}")  # pragma: no cover
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -256,5 +295,7 @@ def _write(
 
 EXPORTERS.add(
     "nir",
-    Exporter("nir", "NIR graph of a vanilla (attn='none') sequential model", ".nir", _write),
+    Exporter(
+        "nir", "NIR graph of a vanilla (attn='none') ma_snn3 / ms_resnet model", ".nir", _write
+    ),
 )

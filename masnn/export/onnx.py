@@ -42,6 +42,7 @@ from masnn.export._model import (
     lif_modules,
     model_input_size,
     model_timesteps,
+    window_bound,
 )
 from masnn.version import __version__
 
@@ -183,11 +184,12 @@ def to_onnx(
     t = int(timesteps if timesteps is not None else (t_model or 0))
     if t < 1:
         raise ExportError("to_onnx needs timesteps >= 1 (the model does not define T)")
-    attn = attn_name(model)
-    if t_model is not None and t != t_model and causal_blocker(model) is not None:
+    bound = window_bound(model)
+    if bound is not None and t != bound[2]:
+        name, mod, t_bound = bound
         raise ExportError(
-            f"attn={attn!r} is built for T={t_model} (temporal attention weighs the whole "
-            f"window); export it with timesteps={t_model}, not {t}"
+            f"module {name!r} ({type(mod).__name__}) is built for T={t_bound} (it weighs the "
+            f"whole window with weights sized for T); export with timesteps={t_bound}, not {t}"
         )
     c, h, w = model_input_size(model)
     p = next(model.parameters())

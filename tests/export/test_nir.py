@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from masnn.export.nir import DEFAULT_DT, lif_to_nir_params, write_nir  # noqa: E
 
 T = 6
 TINY = dict(channels=(4, 8, 8), hidden=16, timesteps=T)
+# stage 1 has an identity shortcut (a block output fans into the next two sums), the others
+# AvgPool -> Conv1x1 -> BN shortcuts
+RES_TINY = dict(layers=(2, 1, 1, 1), widths=(8, 16, 16, 16), num_classes=5, input_size=(3, 32, 32))
 
 
 def _nir_lif_reference(x_seq: torch.Tensor, q: dict[str, float], dt: float) -> torch.Tensor:
@@ -80,8 +84,17 @@ def test_refusals_name_the_module() -> None:
     m = masnn.create_model("ma_snn5", attn="none", channels=(4,) * 5, hidden=8, timesteps=2)
     with pytest.raises(ExportError, match=r"features\.0\.pool \(MaxPool2d\): NIR 1\.0 has no max"):
         to_nir(m)
-    m = masnn.create_model("ms_resnet18", attn="none", timesteps=2)
-    with pytest.raises(ExportError, match="residual"):
+    # MS-ResNet exports (residual adds are fan-ins, below); its attention and partial
+    # (ceil-mode) pooling windows do not
+    m = masnn.create_model("ms_resnet18", attn="csa", att_res=2, timesteps=2, **RES_TINY)
+    with pytest.raises(ExportError, match=r"^stages\.0\.0\.attn \(MultiDimAttention\) .*attention"):
+        to_nir(m)
+    m = masnn.create_model(
+        "ms_resnet18", attn="none", timesteps=2, **{**RES_TINY, "input_size": (3, 40, 40)}
+    )
+    with pytest.raises(
+        ExportError, match=r"^stages\.2\.0\.shortcut\.module\.0: ceil-mode .* 5x5 map"
+    ):
         to_nir(m)
 
 
@@ -144,3 +157,91 @@ def test_snntorch_round_trip_identical_output_spikes(capsys: pytest.CaptureFixtu
     assert torch.equal(got, spikes[0])
     assert torch.equal(got.mean(0), y)  # the masnn readout of the imported net's spikes
     capsys.readouterr()  # snnTorch's importer prints
+
+
+def _resnet(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    m = masnn.create_model("ms_resnet18", attn="none", timesteps=4, **RES_TINY)
+    g = torch.Generator().manual_seed(seed + 1)
+    return calibrate(m, torch.rand((4, 4, 3, 32, 32), generator=g))
+
+
+def test_ms_resnet_graph_sums_the_membrane_shortcuts() -> None:
+    g = to_nir(_resnet())
+    ins: dict[str, set[str]] = {}
+    for a, b in g.edges:
+        ins.setdefault(b, set()).add(a)
+    assert type(g.nodes["stem_module_0"]).__name__ == "Conv2d"
+    # stage 1, block 0: branch + (AvgPool -> Conv1x1 -> BN) shortcut of the stem output
+    assert ins["stages_0_0_lif1"] == {"stem_module_0"}
+    assert ins["stages_0_0_shortcut_module_0"] == {"stem_module_0"}
+    assert ins["stages_0_1_lif1"] == {"stages_0_0_conv2_module", "stages_0_0_shortcut_module_1"}
+    # block 1 has an identity shortcut: its output is the sum of three terms
+    three = {"stages_0_1_conv2_module", "stages_0_0_conv2_module", "stages_0_0_shortcut_module_1"}
+    assert ins["stages_1_0_lif1"] == ins["stages_1_0_shortcut_module_0"] == three
+    assert ins["lif"] == {"stages_3_0_conv2_module", "stages_3_0_shortcut_module_1"}
+    assert [ins[k] for k in ("gap", "flatten", "fc", "output")] == [
+        {"lif"},
+        {"gap"},
+        {"flatten"},
+        {"fc"},
+    ]
+    gap = g.nodes["gap"]  # global average pooling over the 1x1 map left at 32x32 input
+    assert type(gap).__name__ == "AvgPool2d" and list(gap.kernel_size) == [1, 1]
+    assert g.metadata["threshold"] == ">" and "affine classifier" in g.metadata["readout"]
+    # BN folded into the 1x1 shortcut conv
+    m = _resnet()
+    x = torch.rand(2, 8, 16, 16)
+    node = g.nodes["stages_0_0_shortcut_module_1"]
+    y = torch.nn.functional.conv2d(x, torch.from_numpy(node.weight), torch.from_numpy(node.bias))
+    sc = m.stages[0][0].shortcut.module
+    with torch.no_grad():
+        assert torch.allclose(y, sc[2](sc[1](x)), atol=1e-5)
+
+
+def test_ms_resnet_snntorch_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
+    m = _resnet()
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand((4, 3, 3, 32, 32), generator=g)
+    got = run_snntorch(to_nir(m), x)  # (T, B, K): the classifier on each step's pooled spikes
+    spikes: list[torch.Tensor] = []
+    h = m.lif.register_forward_hook(lambda mod, a, o: spikes.append(o))
+    with torch.no_grad():
+        y = m(x)
+        per_step = m.fc(spikes[0].mean(dim=(-2, -1)))  # masnn's classifier, step by step
+    h.remove()
+    assert 0 < float(spikes[0].mean()) < 1
+    assert torch.allclose(got, per_step, atol=1e-5)  # identical last-layer spikes
+    assert torch.allclose(got.mean(0), y, atol=1e-5)  # the readout: mean over T
+    assert torch.equal(got.mean(0).argmax(1), y.argmax(1))
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("name", "attn", "placement", "att_res", "module"),
+    [
+        ("ma_snn3_tiny", "tcsa", "code", 1, "features.0.neuron.post_attn"),
+        ("ma_snn3_tiny", "csa", "code", 1, "features.0.neuron.post_attn"),
+        ("ma_snn5", "tcsa", "paper", 1, "features.0.neuron.post_attn"),
+        ("ma_snn5", "tcsa", "code", 1, "features.0.neuron.post_attn"),
+        ("ma_snn5", "csa", "paper", 1, "features.0.neuron.lif.membrane_gate"),
+        ("ma_snn5", "csa", "code", 1, "features.0.neuron.post_attn"),
+        ("ms_resnet18", "csa", "paper", 1, "stages.0.0.attn"),
+        ("ms_resnet18", "csa", "code", 1, "stages.0.0.attn"),
+        ("ms_resnet18", "csa", "code", 2, "stages.0.0.attn"),
+    ],
+)
+def test_every_attention_variant_refused_naming_the_module(
+    name: str, attn: str, placement: str, att_res: int, module: str
+) -> None:
+    """The NIR column of docs/deployment.md's matrix: no attention variant exports."""
+    kw: dict = dict(timesteps=2)
+    if name == "ms_resnet18":
+        kw.update(RES_TINY, att_res=att_res)
+    elif name == "ma_snn5":
+        kw.update(channels=(4,) * 5, hidden=8, input_size=(2, 32, 32))
+    else:
+        kw.update(channels=(4, 8, 8), hidden=16)
+    m = masnn.create_model(name, attn=attn, placement=placement, **kw)
+    with pytest.raises(ExportError, match=rf"^{re.escape(module)} .*NIR has no node for attention"):
+        to_nir(m)

@@ -56,32 +56,6 @@ def test_window_graph_matches_torch_for_any_batch(
         assert np.abs(y - ref).max() <= 1e-5  # rates of identical spikes: equal
 
 
-@pytest.mark.parametrize(
-    ("name", "kw", "shape"),
-    [
-        (
-            "ma_snn5",
-            dict(channels=(4,) * 5, hidden=8, voting=2, timesteps=2, input_size=(2, 32, 32)),
-            (2, 2, 2, 32, 32),
-        ),
-        (
-            "ms_resnet18",
-            dict(timesteps=2, input_size=(3, 32, 32), num_classes=5),
-            (2, 2, 3, 32, 32),
-        ),
-    ],
-)
-def test_every_family_exports(name: str, kw: dict, shape: tuple, tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    m = masnn.create_model(name, attn="none", **kw).eval()
-    path = to_onnx(m, tmp_path / f"{name}.onnx")
-    x = torch.rand(shape)
-    with torch.no_grad():
-        ref = m(x).numpy()
-    (y,) = run_onnx(path, x)
-    assert np.abs(y - ref).max() <= 1e-5
-
-
 def test_step_cell_streams_the_window(tmp_path: Path) -> None:
     m = _tiny("csa")
     path = to_onnx_step(m, tmp_path / "cell.onnx")
