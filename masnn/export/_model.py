@@ -182,7 +182,7 @@ def sequential_ops(model: nn.Module) -> list[Op]:
     return ops
 
 
-def residual_ops(model: nn.Module) -> list[Op]:
+def residual_ops(model: Any) -> list[Op]:  # an MSResNet; its submodules read untyped
     """The primitives of an MS-ResNet (``ms_resnet*``) as a graph.
 
     The membrane shortcut adds pre-LIF tensors: each block's output is the sum of its
