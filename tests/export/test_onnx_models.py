@@ -21,14 +21,14 @@ import torch
 
 import masnn
 from masnn.export import ExportError, to_onnx, to_onnx_step
-from masnn.models import StreamingModel
+from tests.export._onnx_checks import graph_meta, stream_cell_against_masnn
 from tests.models._model_helpers import calibrate, event_counts, record_spikes
 
 pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from masnn.export.onnx import run_onnx, step_state  # noqa: E402
+from masnn.export.onnx import run_onnx  # noqa: E402
 
 T = 2
 EXPORT_BATCH, RUN_BATCH = 2, 3
@@ -89,10 +89,6 @@ def _input(m: Any, batch: int, seed: int, steps: int = T) -> torch.Tensor:
     return torch.rand((steps, batch, c, h, w), generator=g)
 
 
-def _meta(path: Path) -> dict[str, str]:
-    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-
-
 WINDOW = [  # family, attention, placement, att_res, the T of the graph
     pytest.param("ma_snn3_tiny", "csa", "paper", 1, T, id="ma_snn3_tiny-csa-paper", marks=slow),
     pytest.param("ma_snn5", "none", "paper", 1, T, id="ma_snn5-none"),
@@ -115,7 +111,7 @@ def test_window_graph_matches_masnn(
 ) -> None:
     m = _build(family, attn, placement, att_res)
     path = to_onnx(m, tmp_path / "m.onnx", timesteps=steps, batch_size=EXPORT_BATCH)
-    meta = _meta(path)
+    meta = graph_meta(path)
     assert meta["masnn.model"] == family and meta["masnn.attn"] == attn
     assert meta["masnn.timesteps"] == str(steps) and meta["masnn.graph"] == "window"
     x = _input(m, RUN_BATCH, seed=2, steps=steps)  # another batch size than the one traced
@@ -149,25 +145,9 @@ def test_step_cell_matches_streaming(
     m = _build(family, attn, placement, att_res)
     assert m.streaming_blocker() is None
     path = to_onnx_step(m, tmp_path / "cell.onnx", batch_size=EXPORT_BATCH)
-    assert _meta(path)["masnn.graph"] == "step"
+    assert graph_meta(path)["masnn.graph"] == "step"
     x = _input(m, RUN_BATCH, seed=4)
-    stream = StreamingModel(m)
-    ref_state = stream.init_state(RUN_BATCH)
-    state = step_state(m, RUN_BATCH)
-    assert len(state) == 2 + len(ref_state.v)
-    for frame in x:
-        outs = run_onnx(path, frame, *state)
-        with torch.no_grad():
-            ref_out, ref_state = stream.step(frame, ref_state)
-        state = tuple(torch.from_numpy(o) for o in outs[1:])
-        assert np.abs(outs[0] - ref_out.numpy()).max() <= 1e-5
-        for v, v_ref in zip(state[2:], ref_state.v):  # the explicit membranes
-            assert v.shape == v_ref.shape and torch.allclose(v, v_ref, atol=1e-5)
-    assert float(state[1]) == T
-    with torch.no_grad():
-        ref = m(x).numpy()
-    assert np.abs(outs[0] - ref).max() <= 1e-5  # after T steps: the full-window output
-    assert np.array_equal(outs[0].argmax(1), ref.argmax(1))
+    stream_cell_against_masnn(m, path, x)
 
 
 @pytest.mark.parametrize(
