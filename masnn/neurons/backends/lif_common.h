@@ -4,6 +4,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace masnn_lif {
 
@@ -70,6 +71,18 @@ inline S primitive(S h, int sg, S a) {
   }
   if (sg == 1) return S(1) / (S(1) + std::exp(-(a * h)));
   return std::atan(S(M_PI / 2) * a * h) / S(M_PI) + S(0.5);
+}
+
+// Call f with the surrogate id as a compile-time constant (std::integral_constant<int, id>), so
+// each kernel instantiates its backward once per surrogate: 0 rect, 1 sigmoid, else 2 atan.
+template <typename F>
+inline void with_surrogate(int32_t id, F&& f) {
+  if (id == 0)
+    f(std::integral_constant<int, 0>{});
+  else if (id == 1)
+    f(std::integral_constant<int, 1>{});
+  else
+    f(std::integral_constant<int, 2>{});
 }
 
 }  // namespace masnn_lif

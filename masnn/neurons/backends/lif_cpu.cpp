@@ -164,12 +164,9 @@ void backward_s(const S* gs, const S* gvl, const S* u, const S* x, const S* v0, 
 template <typename S>
 void backward(const S* gs, const S* gvl, const S* u, const S* x, const S* v0, S* gx, S* gv0,
               double* pk, double* pg, int64_t T, int64_t N, const Params& p, int nt) {
-  if (p.surrogate == 0)
-    backward_s<S, 0>(gs, gvl, u, x, v0, gx, gv0, pk, pg, T, N, p, nt);
-  else if (p.surrogate == 1)
-    backward_s<S, 1>(gs, gvl, u, x, v0, gx, gv0, pk, pg, T, N, p, nt);
-  else
-    backward_s<S, 2>(gs, gvl, u, x, v0, gx, gv0, pk, pg, T, N, p, nt);
+  with_surrogate(p.surrogate, [&](auto sg) {
+    backward_s<S, decltype(sg)::value>(gs, gvl, u, x, v0, gx, gv0, pk, pg, T, N, p, nt);
+  });
 }
 
 }  // namespace

@@ -515,12 +515,9 @@ template <typename S>
 void backward(const S* gs, const S* gvl, const S* a, const S* st, const S* x, const S* v0,
               const S* w0, const S* w1, const S* wsa, const Dims& d, const Params& p,
               const Grads& out, int nt) {
-  if (p.surrogate == 0)
-    backward_t<S, 0>(gs, gvl, a, st, x, v0, w0, w1, wsa, d, p, out, nt);
-  else if (p.surrogate == 1)
-    backward_t<S, 1>(gs, gvl, a, st, x, v0, w0, w1, wsa, d, p, out, nt);
-  else
-    backward_t<S, 2>(gs, gvl, a, st, x, v0, w0, w1, wsa, d, p, out, nt);
+  with_surrogate(p.surrogate, [&](auto sg) {
+    backward_t<S, decltype(sg)::value>(gs, gvl, a, st, x, v0, w0, w1, wsa, d, p, out, nt);
+  });
 }
 
 }  // namespace
