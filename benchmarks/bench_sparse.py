@@ -98,17 +98,12 @@ def print_per_layer(rows: list, T: int, B: int) -> None:
 
 
 def _ckpt_model_and_data(path: str, samples: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    from masnn.train import checkpoint as ckpt_io
-    from masnn.train.config import config_from_dict
-    from masnn.train.data import build_data
-    from masnn.train.runner import build_model, torch_globals_restored
+    from masnn.train.evaluate import rebuild_run
+    from masnn.train.runner import torch_globals_restored
 
     with torch_globals_restored():
-        state = ckpt_io.load_checkpoint(path)
-        cfg = config_from_dict(state["config"])
-        data = build_data(cfg.data, cfg.run.seed, progress=False)
-        model = build_model(cfg, data)
-        model.load_state_dict(state["model"])
+        run = rebuild_run(path, command="bench_sparse")
+    model, data = run.model, run.data
     xs, ys = [], []
     for i in range(min(samples, len(data.test))):
         x, y = data.test[i]

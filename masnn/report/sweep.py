@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,8 @@ from torch import Tensor, nn
 from masnn.analysis.hooks import HookSet
 from masnn.errors import MasnnError
 from masnn.report.variants import Variant, all_variants, parse_variant, variant_overrides
-from masnn.train.config import TrainConfig, config_from_dict, load_config
+from masnn.train.config import TrainConfig, config_from_dict, load_config, migrate_saved_config
+from masnn.train.runlog import git_sha
 from masnn.version import __version__
 
 #: Bump when :func:`analyze_run`'s output changes (cached analyses are then redone).
@@ -170,10 +172,30 @@ def plan_runs(
             over += [f"run.seed={seed}", f"run.out_dir={runs_dir}"]
             cfg = load_config(config, over)
             key = config_key(cfg)
-            name = f"{v.key}-s{seed}-{key[:10]}"
+            name = (
+                _existing_run(runs_dir, f"{v.key}-s{seed}-", key) or f"{v.key}-s{seed}-{key[:10]}"
+            )
             cfg = replace(cfg, run=replace(cfg.run, name=name))
             specs.append(RunSpec(v, seed, cfg, key, runs_dir / name))
     return specs
+
+
+def _saved_key(d: Path) -> str | None:
+    """The key of the run saved in ``d`` (its config migrated from older masnn versions)."""
+    if not (d / "config.yaml").is_file():
+        return None
+    return config_key(config_from_dict(migrate_saved_config(_load_yaml(d / "config.yaml"))))
+
+
+def _existing_run(runs_dir: Path, prefix: str, key: str) -> str | None:
+    """The name of a run directory ``prefix*`` whose saved config has ``key``: a run trained
+    before a masnn upgrade changed the config's shape (and so the key in its name) is reused."""
+    if not runs_dir.is_dir():
+        return None
+    for d in sorted(runs_dir.glob(prefix + "*")):
+        if d.is_dir() and not d.name.endswith(key[:10]) and _saved_key(d) == key:
+            return d.name
+    return None
 
 
 def is_finished(spec: RunSpec) -> bool:
@@ -181,10 +203,10 @@ def is_finished(spec: RunSpec) -> bool:
     d = spec.run_dir
     if not ((d / "metrics.json").is_file() and (d / "best.pt").is_file()):
         return False
-    saved = config_from_dict(_load_yaml(d / "config.yaml"))
-    if config_key(saved) != spec.key:
+    saved_key = _saved_key(d)
+    if saved_key != spec.key:
         raise MasnnError(
-            f"{d}: holds a run of another config (key {config_key(saved)}, expected {spec.key}); "
+            f"{d}: holds a run of another config (key {saved_key}, expected {spec.key}); "
             "move it away"
         )
     return True
@@ -209,7 +231,9 @@ def ensure_run(spec: RunSpec, *, quiet: bool = True) -> tuple[dict[str, Any], bo
         return json.loads((d / "metrics.json").read_text()), True
     ckpt = d / "checkpoint.pt"
     if ckpt.is_file():
-        saved = config_from_dict(torch.load(ckpt, weights_only=True)["config"])
+        saved = config_from_dict(
+            migrate_saved_config(torch.load(ckpt, weights_only=True)["config"])
+        )
         if config_key(saved) != spec.key:
             raise MasnnError(f"{ckpt}: made by another config; move {d} away")
         # resume under the saved config (its out_dir may name where the report used to live)
@@ -359,7 +383,7 @@ def analyze_run(
         if res.get("analysis_version") == ANALYSIS_VERSION:
             return {**res, "metrics": metrics, "run": run}
     state = ckpt_io.load_checkpoint(d / "best.pt")
-    cfg = config_from_dict(state["config"])
+    cfg = config_from_dict(migrate_saved_config(state["config"]))
     with torch_globals_restored():
         res = _analyze(cfg, state, metrics, d, data_cache)
     write_json(cached, res)
@@ -528,7 +552,8 @@ def _meta(
         "seeds": sorted({s.seed for s in specs}),
         "settings": list(dict.fromkeys(s.variant.key for s in specs)),
         "masnn": __version__,
-        "git_sha": first.get("git_sha"),
+        "git_sha": git_sha(),  # the code that measured and wrote this report
+        "run_git_shas": dict(Counter(str(r["run"].get("git_sha")) for r in runs)),
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "threads": first.get("threads"),

@@ -292,6 +292,8 @@ def header_markdown(meta: dict[str, Any]) -> str:
         "validation users, data order and windows; comparisons are paired by seed)",
         f"- masnn {meta['masnn']} (git {meta.get('git_sha') or 'unknown'}), torch {meta['torch']}, "
         f"{meta['machine']}, {meta.get('threads')} torch threads, device {meta.get('device')}",
+        "- runs trained at git "
+        + ", ".join(f"{sha[:12]} ({n})" for sha, n in (meta.get("run_git_shas") or {}).items()),
         f"- data: {ds.get('root')} ({ds.get('files')} files, sha256 {str(ds.get('sha256'))[:12]})"
         + (f", synthetic generator {gen}" if gen else ""),
         f"- wall time: {meta['runs_train_seconds']:.0f} s in the runs' data/train/test phases "
