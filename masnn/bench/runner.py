@@ -71,6 +71,14 @@ def _net_rows(shapes: Iterable[tuple[int, int]], repeat: int, peers: bool = True
     return out
 
 
+def _memory_rows(T: int = 16, B: int = 48) -> list[Row]:
+    """Activation memory of the ``ma_snn3`` train step at a shape where it exceeds 2 GB for
+    every peer (one timed step after one warm-up: the peak RSS is what these rows are for)."""
+    group = f"memory ma_snn3 train T={T} B={B}"
+    libs = ("floor", "masnn", "masnn-ckpt", "sj", "sj-compile", "snntorch", "norse")
+    return [Row("net", lib, group, mode="train", T=T, B=B, repeat=1) for lib in libs]
+
+
 def _stream_rows(T: int, repeat: int) -> list[Row]:
     """Per-step streaming latency, ``csa`` on the membrane, fused (``masnn``) and reference."""
     return [
@@ -130,6 +138,7 @@ def rows(profile: str) -> list[Row]:
         out.append(Row("aedat", "masnn", "AEDAT decode + framing", T=16, repeat=5,
                        extra={"events": 2_000_000}))  # fmt: skip
         out += _stream_rows(60, 5)
+        out += _memory_rows()
         return out
     raise ValueError(f"unknown bench profile {profile!r}; allowed: ['full', 'quick', 'tiny']")
 

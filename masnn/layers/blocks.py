@@ -19,10 +19,11 @@ from torch import Tensor, nn
 
 from masnn.attention.checks import positive_int
 from masnn.attention.plan import AttnCfg, AttnPlan, as_plan
+from masnn.layers.pool import AvgPool2d
 from masnn.layout import seq_apply
 from masnn.neurons.spec import NeuronSpec
 
-_POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
+_POOLS = {"avg": AvgPool2d, "max": nn.MaxPool2d}  # AvgPool2d: keeps no input for backward
 _NONE = AttnCfg()
 _PAPER = NeuronSpec()
 

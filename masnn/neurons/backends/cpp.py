@@ -1,10 +1,12 @@
 """The ``"cpp"`` neuron backend: the fused multi-step LIF for CPU tensors.
 
-Forward is one pass over ``T`` that writes the spikes, the last membrane and (only when a
-gradient is needed) the pre-reset membranes ``U[t]``; backward is one reverse pass that reads
-``U`` and recomputes everything else (spikes, surrogate, the post-reset ``V[t-1]`` for a
-learnable leak). Saved for backward: ``U`` only (plus ``X`` when the input gain is learnable):
-the reference keeps about six tensors of that size per step.
+Forward is one pass over ``T`` that writes the spikes and the last membrane; backward, per
+block of neurons, recomputes the pre-reset membranes ``U[t]`` from the input into a buffer that
+stays in cache (the forward's own arithmetic: bit for bit the forward's ``U``), then runs one
+reverse pass over it (spikes, surrogate, the post-reset ``V[t-1]`` for a learnable leak).
+Saved for backward: the input ``X`` only (and ``v0``); nothing of size ``(T, N)`` is allocated
+for backward, so the forward pass writes only the spikes. The reference keeps about six tensors
+of that size per step.
 
 Supported: every preset and every registered surrogate (``rect``, ``sigmoid``, ``atan``),
 float32/float64, any shape ``(T, B, ...)`` and strides, streamed state ``v0`` with its
@@ -167,38 +169,34 @@ class _FusedLIF(torch.autograd.Function):
     def forward(ctx: Any, x2: Tensor, v0: Tensor | None, leak: Tensor | None,
                 gain: Tensor | None, scalars: dict[str, Any]) -> Any:  # fmt: skip
         cp = CParams(**scalars)
-        spikes, v_last, u = forward_kernel(x2, v0, cp, save_u=True)
+        spikes, v_last, _ = forward_kernel(x2, v0, cp, save_u=False)
         ctx.cp = cp
         ctx.has_v0 = v0 is not None
-        ctx.save_for_backward(
-            u,
-            x2 if gain is not None and gain.requires_grad else None,
-            v0 if leak is not None and leak.requires_grad else None,
-        )
+        ctx.save_for_backward(x2, v0)  # backward recomputes U from them
         ctx.set_materialize_grads(False)
         return spikes, v_last
 
     @staticmethod
     def backward(ctx: Any, g_spikes: Tensor | None, g_vlast: Tensor | None) -> Any:
-        u, x2, v0 = ctx.saved_tensors
+        x2, v0 = ctx.saved_tensors
         need_x, need_v0, need_leak, need_gain = ctx.needs_input_grad[:4]
-        T, N = u.shape
+        T, N = x2.shape
         lib = load_library()
         chunk = lib.masnn_lif_chunk()
         nchunks = (N + chunk - 1) // chunk
-        g_x = torch.empty_like(u)
-        g_v0 = torch.empty(N, dtype=u.dtype) if need_v0 and ctx.has_v0 else None
+        g_x = torch.empty_like(x2)
+        g_v0 = torch.empty(N, dtype=x2.dtype) if need_v0 and ctx.has_v0 else None
         p_leak = torch.empty(nchunks, dtype=torch.float64) if need_leak else None
         p_gain = torch.empty(nchunks, dtype=torch.float64) if need_gain else None
         # the kernel reads both gradients (no branches in its loop): zeros for an unused output
-        gs = torch.zeros_like(u) if g_spikes is None else g_spikes.contiguous()
-        gv = torch.zeros(N, dtype=u.dtype) if g_vlast is None else g_vlast.contiguous()
-        fn = getattr(lib, f"masnn_lif_backward_{_suffix(u.dtype)}")
-        fn(_ptr(gs), _ptr(gv), _ptr(u), _ptr(x2), _ptr(v0), _ptr(g_x), _ptr(g_v0),
+        gs = torch.zeros_like(x2) if g_spikes is None else g_spikes.contiguous()
+        gv = torch.zeros(N, dtype=x2.dtype) if g_vlast is None else g_vlast.contiguous()
+        fn = getattr(lib, f"masnn_lif_backward_{_suffix(x2.dtype)}")
+        fn(_ptr(gs), _ptr(gv), _ptr(x2), _ptr(v0), _ptr(g_x), _ptr(g_v0),
            _ptr(p_leak), _ptr(p_gain), T, N, ctypes.byref(ctx.cp),
            torch.get_num_threads())  # fmt: skip
-        g_leak = None if p_leak is None else p_leak.sum().to(u.dtype)
-        g_gain = None if p_gain is None else p_gain.sum().to(u.dtype)
+        g_leak = None if p_leak is None else p_leak.sum().to(x2.dtype)
+        g_gain = None if p_gain is None else p_gain.sum().to(x2.dtype)
         return (g_x if need_x else None), g_v0, g_leak, g_gain, None
 
 

@@ -167,4 +167,4 @@ def _declare(lib: ctypes.CDLL) -> None:
         fwd.argtypes = [p, p, p, p, p, i64, i64, p, i32]
         bwd = getattr(lib, f"masnn_lif_backward_{dt}")
         bwd.restype = None
-        bwd.argtypes = [p, p, p, p, p, p, p, p, p, i64, i64, p, i32]
+        bwd.argtypes = [p, p, p, p, p, p, p, p, i64, i64, p, i32]
