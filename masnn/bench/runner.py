@@ -71,7 +71,7 @@ def _net_rows(shapes: Iterable[tuple[int, int]], repeat: int, peers: bool = True
     return out
 
 
-def _memory_rows(T: int = 16, B: int = 48) -> list[Row]:
+def _memory_rows(T: int = 16, B: int = 32) -> list[Row]:
     """Activation memory of the ``ma_snn3`` train step at a shape where it exceeds 2 GB for
     every peer (one timed step after one warm-up: the peak RSS is what these rows are for)."""
     group = f"memory ma_snn3 train T={T} B={B}"
