@@ -11,18 +11,22 @@ Per layer:
 * **BN folded** into the weights (:func:`masnn.inference.fast`), and a following average pool
   folded too (``conv(k, s) -> avgpool(P)`` is one conv with kernel ``k + s (P - 1)`` and stride
   ``s P``, weights averaged over the pool window): each spike touches fewer output positions.
-* **LIF fused on the output side**: without attention after the conv, one kernel call per
-  layer scatters a step's spikes into a private current frame and runs the LIF update on it,
-  emitting the next layer's index list (the fused LIF's arithmetic, ``lif_cpu.cpp``).
-* **Attention after the conv** (TA on the current, CA/SA on the membrane, official-code
-  placement) needs the whole current or membrane of a step: the sparse kernel still computes
-  the currents, then the model's own attention modules and the LIF (``"auto"`` backend, with
-  its membrane gate) run in torch. ``conv_pre`` attention gates the input spikes (no longer
-  binary): that layer runs dense.
+* **The output side fused, attention included**: one kernel call per layer
+  (``masnn_sparse_layer``) scatters a step's spikes into a private current frame, scales it by
+  TA's weight of that frame (TA on the current, ``paper`` placement), runs the fused membrane
+  kernel's step on it (charge, the per-step CA / ECA / SimAM and SA membrane gates, fire, reset:
+  ``membrane_step`` of ``membrane_cpu.cpp``, the dense ``auto`` backend's arithmetic) and emits
+  the next layer's index list. TA needs the whole window first: those layers scatter every
+  frame (taking TA's pools on the way), get the weights from the model's TA module
+  (``TemporalAttention.frame_weights``), then run the per-step pass. Gates without a fused form,
+  hooked attention modules and a pool after the neuron run in torch (:attr:`SparseLayer.fused`,
+  ``why_unfused``); ``conv_pre`` attention gates the input spikes (no longer binary): that layer
+  runs dense.
 * **Sparse or dense, per layer and per call**, by the measured input spike density against a
   threshold calibrated on this machine (:func:`calibrate`, stored as JSON under the user cache
-  directory; :data:`DEFAULT_THRESHOLD` when uncalibrated). The dense route is the fast path's
-  (folded conv, pooling, fused LIF). The encoder layer (event counts, not spikes) is dense.
+  directory; :data:`DEFAULT_THRESHOLD` when uncalibrated). The dense route runs the fast
+  path's folded conv and pooling in torch, then the same fused output side on its ``(C, H, W)``
+  frames. The encoder layer (event counts, not spikes) is dense.
 
 Numerics: float32. Spikes equal the dense fast path's wherever the membrane is not within
 rounding distance of the threshold (the currents are sums in another order); see
@@ -41,7 +45,6 @@ import logging
 import os
 import platform
 import tempfile
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -52,6 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from masnn.attention.temporal import TemporalAttention
+from masnn.bench.timing import best_of
 from masnn.inference.fast import InferenceOnly, fast
 from masnn.layers.blocks import SpikingConvBlock, SpikingLinearBlock
 from masnn.layers.seq import seq_apply
@@ -739,13 +743,8 @@ def time_layer(layer: SparseLayer, s: Spikes, mode: str, repeats: int = 3) -> fl
         s.dense = None
     else:
         s = Spikes(s.shape, s.steps, s.batch, dense=s.to_dense())
-    best = float("inf")
     with torch.inference_mode():
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            layer(s, None, mode)
-            best = min(best, time.perf_counter() - t0)
-    return best
+        return best_of(lambda: layer(s, None, mode), repeats)
 
 
 def crossover(densities: list[float], t_sparse: list[float], t_dense: list[float]) -> float:
