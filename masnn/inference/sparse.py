@@ -224,6 +224,14 @@ class SparseLayer(nn.Module):
         in_shape: neurons per input frame ``(C, H, W)`` (or ``(F,)``; a flattened conv output
             feeding a linear layer keeps its ``(C, H, W)``).
         encoder: the first layer (input is not spikes): always dense.
+
+    Attributes:
+        why_dense: why the layer never runs sparse (encoder, ``conv_pre`` attention), or
+            ``None``.
+        why_unfused: why its output side (TA on the current, LIF, membrane gates) runs in
+            torch instead of the kernel, or ``None`` (:attr:`fused`).
+        frame_gate: the TA module whose per-frame weight scales the current, or ``None``.
+        threshold: the input density at or below which ``"auto"`` runs it sparse.
     """
 
     # set with object.__setattr__ (owned by the model, not children of this module)

@@ -317,14 +317,24 @@ def test_hooked_gates_run_in_torch_with_the_same_result() -> None:
 
 
 @pytest.mark.parametrize(
-    "attn,locations",
-    [("none", None), ("ca", None), ("tcsa", None), ("tca", {"t": "conv_pre"})],
+    "attn,locations,placement",
+    [
+        ("none", None, "paper"),
+        ("ca", None, "paper"),  # the main job's model: gated layers fused
+        ("tcsa", None, "paper"),  # TA on the current fused too
+        ("tcsa", None, "code"),  # C/S gates and ReLU on the current: torch output side
+        ("tca", {"t": "conv_pre"}, "paper"),
+    ],
 )
-def test_same_predictions_as_fast_path(attn: str, locations: dict[str, str] | None) -> None:
+def test_same_predictions_as_fast_path(
+    attn: str, locations: dict[str, str] | None, placement: str
+) -> None:
     torch.manual_seed(1)
     T, B = 6, 16
     x = _input(T, B, seed=5)
-    model = create_model("ma_snn3_tiny", attn=attn, timesteps=T, locations=locations)
+    model = create_model(
+        "ma_snn3_tiny", attn=attn, timesteps=T, locations=locations, placement=placement
+    )
     model = _trained_bn(model, x)
     with torch.inference_mode():
         ref = fast(model)(x)
@@ -338,6 +348,7 @@ def test_same_predictions_as_fast_path(attn: str, locations: dict[str, str] | No
         assert (out != ref).float().mean() < 0.05
     routes = eng.last_routes
     assert routes[0][0] == "dense" and len(routes) == 5
+    assert all(la.fused for la in eng.layers) == (placement == "paper")
     if locations:  # conv_pre gates make the inputs non-binary: those layers run dense
         assert [r for r, _ in routes] == ["dense"] * 5
         assert all("conv_pre" in (la.why_dense or "") for la in eng.layers[1:])
