@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from masnn.attention.checks import positive_int
 from masnn.attention.plan import AttnCfg, AttnPlan, as_plan
-from masnn.layers.pool import AvgPool2d
+from masnn.layers.pool import AvgPool2d, fused_bn_avg_pool
 from masnn.layout import seq_apply
 from masnn.neurons.spec import NeuronSpec
 
@@ -163,10 +163,11 @@ class SpikingConvBlock(nn.Module):
         self.neuron = AttnLIF(out_channels, timesteps, attn=plan.drop("conv_pre"), neuron=neuron)
 
     def _current(self, x: Tensor) -> Tensor:
-        x = self.bn(self.conv(x))  # (T*B, C_out, H, W)
+        y = self.conv(x)  # (T*B, C_out, H, W)
         if self.pool is not None and not self.pool_after_neuron:
-            x = self.pool(x)  # (T*B, C_out, H', W')
-        return x
+            fused = fused_bn_avg_pool(y, self.bn, self.pool)  # training: BN + AvgPool as one op
+            return fused if fused is not None else self.pool(self.bn(y))  # (T*B, C_out, H', W')
+        return self.bn(y)
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """Spikes of the block (see the class docstring)."""

@@ -1,4 +1,5 @@
-"""Average pooling that does not keep its input alive for backward.
+"""Average pooling that does not keep its input alive for backward, and BatchNorm + AvgPool
+as one op (:func:`fused_bn_avg_pool`: no full-size BN output, no full-size spread gradient).
 
 ``nn.AvgPool2d``'s autograd node holds on to its *input* until backward (PyTorch's
 ``avg_pool2d_backward`` takes it for its shape). In ``Conv -> BN -> AvgPool -> LIF`` that input
@@ -70,3 +71,92 @@ class AvgPool2d(nn.AvgPool2d):
             assert k is not None
             return _TilingAvgPool.apply(input, k)
         return super().forward(input)
+
+
+# ---------------------------------------------------------------------------------------------
+# BatchNorm (training statistics) followed by a tiling AvgPool, as one op
+
+
+class _BNAvgPool(torch.autograd.Function):
+    """``avg_pool2d(batch_norm(y), k)`` with batch statistics, without the full-size BN output.
+
+    Forward: the per-channel statistics of ``y``, the pooled ``y`` and the per-channel affine
+    map on the pooled tensor (pooling is linear, so ``pool(y * a + b) = pool(y) * a + b``).
+    Backward: BatchNorm's gradient through the pool in one full-size pass, from the pooled
+    gradient and the saved ``y`` (which BatchNorm saves anyway): the spread gradient
+    ``g / k^2`` and the normalised input are never materialised. Requires ``H`` and ``W``
+    divisible by ``k``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float,
+                k: int) -> Any:  # fmt: skip
+        var, mean = torch.var_mean(y, dim=(0, 2, 3), unbiased=False)
+        invstd = torch.rsqrt(var + eps)
+        scale = invstd if weight is None else weight * invstd
+        shift = -mean * scale if bias is None else bias - mean * scale
+        c = y.shape[1]
+        out = torch.addcmul(shift.view(1, c, 1, 1), F.avg_pool2d(y, k, k), scale.view(1, c, 1, 1))
+        ctx.save_for_backward(y, weight, mean, invstd)
+        ctx.k = k
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g: Tensor, _gm: Any, _gv: Any) -> Any:
+        y, weight, mean, invstd = ctx.saved_tensors
+        k = ctx.k
+        n, c, h, w = y.shape
+        ho, wo = h // k, w // k
+        m = n * h * w
+        g = g.contiguous()
+        c4 = (1, c, 1, 1)
+        # BN's two reductions over the full-size gradient g_x = spread(g) / k^2, on the pooled
+        # tensors: sum(g_x) = sum(g); sum(g_x * xhat) = sum(g * (pool(y) - mean)) * invstd
+        sum_g = g.sum((0, 2, 3))
+        sum_gxhat = (g * (F.avg_pool2d(y, k, k) - mean.view(c4))).sum((0, 2, 3)) * invstd
+        a = invstd if weight is None else weight * invstd
+        b = a * invstd * sum_gxhat / m
+        c0 = b * mean - a * sum_g / m
+        # g_y = a * g_x - a * sum_g / m - a * invstd * (y - mean) * sum_gxhat / m, in one pass
+        term = torch.addcmul(c0.view(c4), g, (a / (k * k)).view(c4)).view(n, c, ho, 1, wo, 1)
+        g_y = torch.addcmul(term, y.view(n, c, ho, k, wo, k), (-b).view(1, c, 1, 1, 1, 1))
+        g_w = sum_gxhat if weight is not None and ctx.needs_input_grad[1] else None
+        g_b = sum_g if ctx.needs_input_grad[2] else None
+        return g_y.view(n, c, h, w), g_w, g_b, None, None
+
+
+def fused_bn_avg_pool(y: Tensor, bn: nn.BatchNorm2d, pool: nn.Module) -> Tensor | None:
+    """``pool(bn(y))`` as one op (:class:`_BNAvgPool`) when that is exact to rounding; else
+    ``None`` (the caller runs the two modules).
+
+    Fused: ``bn`` in training mode (batch statistics; its running statistics are updated as
+    ``nn.BatchNorm2d`` does), ``pool`` a tiling :class:`AvgPool2d` whose ``k`` divides ``H``
+    and ``W``, a gradient being recorded, no hook on either module (hooks see the modules'
+    outputs), not tracing or exporting.
+    """
+    if not isinstance(pool, AvgPool2d) or not bn.training or type(bn) is not nn.BatchNorm2d:
+        return None
+    k = pool._tiling()
+    if k is None or y.dim() != 4 or y.shape[2] % k or y.shape[3] % k:
+        return None
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return None
+    from masnn.neurons.backends.membrane import has_hooks
+
+    if has_hooks(bn) or has_hooks(pool):
+        return None
+    out, mean, var = _BNAvgPool.apply(y, bn.weight, bn.bias, bn.eps, k)
+    if bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None:
+        with torch.no_grad():
+            assert bn.num_batches_tracked is not None
+            bn.num_batches_tracked.add_(1)
+            if bn.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(bn.num_batches_tracked)
+            else:
+                factor = bn.momentum
+            m = y.numel() // y.shape[1]
+            bn.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+            bn.running_var.mul_(1 - factor).add_(var * (m / max(m - 1, 1)), alpha=factor)
+    return out

@@ -67,3 +67,104 @@ def test_other_settings_are_torch_s_op(kwargs: dict) -> None:
 def test_is_an_nn_avgpool2d() -> None:
     """Code that recognises nn.AvgPool2d (sparse folding, NIR, ONNX) keeps working."""
     assert isinstance(AvgPool2d(2), nn.AvgPool2d)
+
+
+def _bn(c: int, momentum: float | None) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(c, momentum=momentum)
+    nn.init.uniform_(bn.weight, 0.5, 1.5)
+    nn.init.uniform_(bn.bias, -0.5, 0.5)
+    return bn
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "momentum"),
+    [((12, 5, 8, 8), 2, 0.1), ((6, 3, 12, 6), 3, None), ((4, 7, 4, 4), 2, 0.3)],
+)
+def test_fused_bn_avg_pool_equals_the_two_modules(
+    shape: tuple[int, ...], k: int, momentum: float | None
+) -> None:
+    """Output, the input's and BN's gradients within fp32 rounding; running statistics and
+    the batch counter updated as nn.BatchNorm2d does, step after step."""
+    import copy
+
+    from masnn.layers.pool import fused_bn_avg_pool
+
+    torch.manual_seed(0)
+    bn = _bn(shape[1], momentum)
+    bn_ref = copy.deepcopy(bn)
+    pool = AvgPool2d(k)
+    for _ in range(3):
+        y = (torch.randn(shape) * 2 + 0.7).requires_grad_()
+        y_ref = y.detach().clone().requires_grad_()
+        out = fused_bn_avg_pool(y, bn, pool)
+        assert out is not None
+        ref = F.avg_pool2d(bn_ref(y_ref), k)
+        grad = torch.randn(ref.shape)
+        out.backward(grad)
+        ref.backward(grad)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+        assert y.grad is not None and y_ref.grad is not None
+        torch.testing.assert_close(y.grad, y_ref.grad, rtol=1e-4, atol=1e-6)
+        for p, p_ref in ((bn.weight, bn_ref.weight), (bn.bias, bn_ref.bias)):
+            assert p.grad is not None and p_ref.grad is not None
+            torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-5)
+        bn.zero_grad()
+        bn_ref.zero_grad()
+        torch.testing.assert_close(bn.running_mean, bn_ref.running_mean)
+        torch.testing.assert_close(bn.running_var, bn_ref.running_var)
+        assert int(bn.num_batches_tracked) == int(bn_ref.num_batches_tracked)  # type: ignore[arg-type]
+
+
+def test_fused_bn_avg_pool_gradcheck_float64() -> None:
+    from masnn.layers.pool import _BNAvgPool
+
+    y = torch.randn(4, 3, 4, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.empty(3, dtype=torch.float64).uniform_(0.5, 1.5).requires_grad_()
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+
+    def f(y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return _BNAvgPool.apply(y, w, b, 1e-5, 2)[0]
+
+    assert torch.autograd.gradcheck(f, (y, w, b))
+
+
+def test_fused_bn_avg_pool_declines_what_it_does_not_cover() -> None:
+    """Eval mode, a pool that does not tile or divide the map, a hooked module: ``None``
+    (the block then runs the two modules)."""
+    from masnn.layers.pool import fused_bn_avg_pool
+
+    y = torch.randn(2, 3, 8, 8, requires_grad=True)
+    bn, pool = _bn(3, 0.1), AvgPool2d(2)
+    assert fused_bn_avg_pool(y, bn.eval(), pool) is None
+    bn.train()
+    assert fused_bn_avg_pool(y, bn, AvgPool2d(3, stride=2)) is None
+    assert fused_bn_avg_pool(torch.randn(2, 3, 7, 8), bn, pool) is None
+    assert fused_bn_avg_pool(y, bn, nn.AvgPool2d(2)) is None  # torch's module: not ours
+    handle = bn.register_forward_hook(lambda *a: None)
+    assert fused_bn_avg_pool(y, bn, pool) is None
+    handle.remove()
+    assert fused_bn_avg_pool(y, bn, pool) is not None
+
+
+def test_block_trains_the_same_with_the_fused_bn_pool() -> None:
+    """A conv block with BN -> AvgPool (the MA-SNN layer): the fused op and the two modules
+    (a forward hook forces the latter) give the same spikes and gradients."""
+    import copy
+
+    from masnn.layers import SpikingConvBlock
+
+    torch.manual_seed(0)
+    block = SpikingConvBlock(2, 6, 4, pool="avg")
+    ref = copy.deepcopy(block)
+    ref.bn.register_forward_hook(lambda *a: None)
+    x = (torch.rand(4, 3, 2, 8, 8) < 0.3).float()
+    out, out_ref = block(x), ref(x)
+    assert torch.equal(out, out_ref)
+    g = torch.rand_like(out)
+    out.backward(g)
+    out_ref.backward(g)
+    for (name, p), p_ref in zip(block.named_parameters(), ref.parameters()):
+        assert p.grad is not None and p_ref.grad is not None, name
+        torch.testing.assert_close(
+            p.grad, p_ref.grad, rtol=1e-4, atol=1e-4, msg=name
+        )  # conv.bias ~ 0
