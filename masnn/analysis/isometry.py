@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masnn.neurons.backends import reference_only
+
 
 @dataclass(frozen=True)
 class BlockIsometry:
@@ -87,7 +89,7 @@ def jacobian_moments(
     if probes < 1:
         raise ValueError(f"probes must be >= 1, got {probes}")
     gen = torch.Generator().manual_seed(seed)
-    with torch.enable_grad():
+    with torch.enable_grad(), reference_only():  # J J^T v differentiates a gradient again
         xi = x.detach().requires_grad_(True)
         y = f(xi)
         m = y.numel()

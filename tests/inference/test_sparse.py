@@ -138,21 +138,8 @@ def test_spikes_index_round_trip() -> None:
 
 def _reference(layer: SparseLayer, s: Spikes) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference spikes and the per-neuron minimum distance of ``U[t]`` to the threshold."""
-    cur = layer._dense_current(s)
-    if layer.post_attn is not None:
-        cur = layer.post_attn(cur)
-    us: list[torch.Tensor] = []
-    gate = layer.lif.membrane_gate
-
-    def record(u: torch.Tensor) -> torch.Tensor:
-        u = u if gate is None else gate(u)
-        us.append(u)
-        return u
-
-    params = layer.lif.params()
-    spikes, _ = lif_multistep(cur, None, params, layer.lif.surrogate, record)
-    margin = (torch.stack(us) - float(params.v_th)).abs().amin(0)  # (B, *shape)
-    return spikes.float(), margin
+    spikes, _, margin = _reference_state(layer, s)
+    return spikes, margin
 
 
 @pytest.mark.parametrize("attn", ["none", "tcsa", "csa"])

@@ -18,8 +18,11 @@ raise ``NotSupportedByBackend`` so the caller can fall back to the reference exp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 
+import torch
 from torch import Tensor
 
 from masnn._registry import Registry
@@ -28,6 +31,40 @@ from masnn.neurons.functional import lif_multistep
 
 class NotSupportedByBackend(ValueError):
     """A backend cannot run this configuration (e.g. a membrane gate in a fused kernel)."""
+
+
+_forced = threading.local()
+
+
+@contextlib.contextmanager
+def reference_only() -> Iterator[None]:
+    """Within this block the ``"auto"`` backend runs the reference for every call.
+
+    The fused kernels' backward passes are hand-written and differentiable once; code that
+    differentiates a gradient again (``create_graph=True``: double backward, Hessian-vector or
+    J J^T products, e.g. :func:`masnn.analysis.jacobian_moments`) runs the model in here.
+    """
+    depth = getattr(_forced, "depth", 0)
+    _forced.depth = depth + 1
+    try:
+        yield
+    finally:
+        _forced.depth = depth
+
+
+def reference_forced() -> bool:
+    """Whether :func:`reference_only` is active in this thread."""
+    return getattr(_forced, "depth", 0) > 0
+
+
+def refuse_double_backward(kernel: str) -> None:
+    """Raise when a fused kernel's backward runs with ``create_graph=True`` (its gradient would
+    not be differentiable: a second derivative would silently miss this path)."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{kernel}: its backward is differentiable once, not under create_graph=True; run "
+            "the model inside masnn.neurons.backends.reference_only() or with backend='torch'"
+        )
 
 
 NEURON_BACKENDS: Registry[Callable[..., tuple[Tensor, Tensor]]] = Registry("neuron backend")

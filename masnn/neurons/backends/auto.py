@@ -5,7 +5,8 @@ membrane gate: the fused gated kernel, :mod:`masnn.neurons.backends.membrane`), 
 to the ``"triton"`` kernel (when Triton is installed); everything a fused kernel does not
 cover (another membrane gate, hooks on a membrane gate, a membrane gate on CUDA, another
 dtype, tracing under ``torch.compile``/``torch.export``/``torch.jit.trace`` (e.g. ONNX
-export), a kernel that could not be built) runs the reference ``"torch"`` loop; a membrane
+export), a kernel that could not be built, calls inside
+:func:`~masnn.neurons.backends.reference_only`) runs the reference ``"torch"`` loop; a membrane
 gate that stays on the reference is logged once per reason (INFO). A kernel that fails to
 build is reported once, as a logged warning naming the reason, and the reference is used from
 then on in this process.
@@ -19,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend
+from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend, reference_forced
 from masnn.neurons.backends.kernel_build import BuildError
 from masnn.neurons.functional import LIFParams, MembraneGate, lif_multistep
 from masnn.neurons.surrogate import Surrogate
@@ -68,7 +69,8 @@ def lif_auto(
     gate: MembraneGate = None,
 ) -> tuple[Tensor, Tensor]:
     """Dispatch one call (see the module docstring); same contract as the reference."""
-    if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+    fusable = not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+    if fusable and not reference_forced():
         impl = fused_backend(x_seq.device.type)
         if impl is not None:
             try:

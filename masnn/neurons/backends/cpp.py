@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend
+from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend, refuse_double_backward
 from masnn.neurons.backends.kernel_build import load_library
 from masnn.neurons.functional import LIFParams, MembraneGate
 from masnn.neurons.surrogate import SURROGATES, Surrogate
@@ -178,6 +178,7 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g_spikes: Tensor | None, g_vlast: Tensor | None) -> Any:
+        refuse_double_backward("the fused 'cpp' LIF")
         x2, v0 = ctx.saved_tensors
         need_x, need_v0, need_leak, need_gain = ctx.needs_input_grad[:4]
         T, N = x2.shape

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from masnn.neurons.backends import NotSupportedByBackend
+from masnn.neurons.backends import NotSupportedByBackend, refuse_double_backward
 from masnn.neurons.backends.cpp import CParams, check_shapes, make_plan
 from masnn.neurons.backends.kernel_build import COMMON, load_shared
 from masnn.neurons.functional import LIFParams, MembraneGate
@@ -253,6 +253,7 @@ class _FusedMembraneLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g_spikes: Tensor | None, g_vlast: Tensor | None) -> Any:
+        refuse_double_backward("the fused membrane-attention LIF")
         a_save, stats, x, v0, w0, w1, wsa = ctx.saved_tensors
         need = ctx.needs_input_grad
         dt = a_save.dtype

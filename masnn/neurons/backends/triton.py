@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend
+from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend, refuse_double_backward
 from masnn.neurons.backends.cpp import make_plan, run_plan
 from masnn.neurons.functional import LIFParams, MembraneGate
 from masnn.neurons.surrogate import Surrogate
@@ -104,6 +104,7 @@ class _TritonLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g_spikes: Tensor | None, g_vlast: Tensor | None) -> Any:
+        refuse_double_backward("the fused 'triton' LIF")
         u, x2, v0 = ctx.saved_tensors
         need_x, need_v0, need_k, need_g = ctx.needs_input_grad[:4]
         kern = _build()
