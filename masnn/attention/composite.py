@@ -80,13 +80,14 @@ class MultiDimAttention(nn.Module):
         with torch.autocast(x_seq.device.type, enabled=False):
             out = at_least_fp32(x_seq)
             # the one dispatch site of the fused pooled gates (None: the reference runs)
-            fused = (
-                None
-                if self.backend == "torch"
-                else fused_pooled_attention(out, self.ta, self.ca, self.sa, self.relu is not None)
-            )
-            if fused is not None:
-                return fused
+            if self.backend != "torch" and not (
+                torch.compiler.is_compiling() or torch.jit.is_tracing()
+            ):
+                fused = fused_pooled_attention(
+                    out, self.ta, self.ca, self.sa, self.relu is not None
+                )
+                if fused is not None:
+                    return fused
             return reference_chain(out, (self.ta, self.ca, self.sa), self.relu)
 
     def extra_repr(self) -> str:

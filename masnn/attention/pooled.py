@@ -176,8 +176,15 @@ class _Gates:
         self.small: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         self.cnt_t: Tensor | None = None
 
+        # each gate's weights as they are now (under torch.func.functional_call, the
+        # substituted tensors), in the order the Function receives them
+        self.weights = {
+            k: [] if g is None else list(g.parameters())
+            for k, g in (("t", ta), ("c", ca), ("s", sa))
+        }
+
     def params(self) -> list[Tensor]:
-        return [p for g in (self.ta, self.ca, self.sa) if g is not None for p in g.parameters()]
+        return [p for k in ("t", "c", "s") for p in self.weights[k]]
 
     def _small(self, key: str, avg: Tensor, mx: Tensor, grad: bool) -> Tensor:
         """The gate values from the pools, in torch (the reference's small layers)."""
@@ -247,9 +254,7 @@ class _Gates:
                     grads: dict[int, Tensor]) -> tuple[Tensor, Tensor]:  # fmt: skip
         """Through gate ``key``'s small layers: the pools' gradients; adds its weights'."""
         avg, mx, out = self.small[key]
-        mod = {"t": self.ta, "c": self.ca, "s": self.sa}[key]
-        assert mod is not None
-        want = [p for p in mod.parameters() if p.requires_grad and any(p is q for q in params)]
+        want = [p for p in self.weights[key] if p.requires_grad and any(p is q for q in params)]
         # retain_graph: the outer graph may be run again (retain_graph=True there)
         res = torch.autograd.grad(
             out, [avg, mx, *want], dgate, retain_graph=True, allow_unused=True
@@ -271,18 +276,18 @@ class _Gates:
         grads: dict[int, Tensor] = {}
         wanted = {id(p) for p, n in zip(params, need) if n}
 
-        def wants(mod: nn.Module | None) -> bool:
-            return mod is not None and any(id(p) in wanted for p in mod.parameters())
+        def wants(key: str) -> bool:
+            return any(id(p) in wanted for p in self.weights[key])
 
         # the deepest stage needed: 4 dX, 3 TA weights, 2 CA weights, 1 SA weights
-        last = 4 if need_x else 3 if wants(self.ta) else 2 if wants(self.ca) else 1
+        last = 4 if need_x else 3 if wants("t") else 2 if wants("c") else 1
         tm = _Terms()
         keep: list[Tensor] = []  # the tensors tm points into
         if self.sa is not None:
             ds_p, cs_p = x.new_empty((t, b, hw)), x.new_empty((t, b, hw))
             tm.mxs = self.mx_s.data_ptr()
             self._pass(lib, sfx, 1, x, go, tm, out1=ds_p, out2=cs_p)
-            if last >= 2 or wants(self.sa):
+            if last >= 2 or wants("s"):
                 d_avg, d_mx = self._pool_grads("s", ds_p.sum(dim=0), params, grads)
                 das = (d_avg / (t * c)).contiguous()
                 rms = (d_mx / cs_p.sum(dim=0)).contiguous()
@@ -389,6 +394,7 @@ def fused_pooled(
 
 
 _said: set[str] = set()
+_build_failed = False
 
 
 def fused_pooled_attention(
@@ -403,12 +409,17 @@ def fused_pooled_attention(
     The reason a gate chain stays on the reference is logged once per reason (INFO; a kernel
     that fails to build: a WARNING, and the reference from then on).
     """
+    global _build_failed
     reason = unsupported(x, ta, ca, sa)
     if reason is None:
+        if _build_failed:
+            return None
         try:
             return fused_pooled(x, ta, ca, sa, relu)
         except BuildError as exc:
-            _once(logging.WARNING, f"fused pooled-attention kernel unavailable ({exc})")
+            _build_failed = True  # not retried in this process
+            _once(logging.WARNING, f"fused pooled-attention kernel unavailable ({exc}); "
+                  "reference used")  # fmt: skip
             return None
     if reason != "no gate":
         _once(logging.INFO, f"pooled attention on the reference: {reason}")
