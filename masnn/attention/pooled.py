@@ -49,6 +49,7 @@ from masnn.attention.channel import ChannelAttention
 from masnn.attention.spatial import SpatialAttention
 from masnn.attention.temporal import TemporalAttention
 from masnn.neurons.backends.kernel_build import BuildError, load_shared
+from masnn.neurons.backends.membrane import has_hooks
 
 SOURCE = Path(__file__).with_name("pooled_cpu.cpp")
 _log = logging.getLogger("masnn.attention")
@@ -91,23 +92,6 @@ def load_pooled_library() -> ctypes.CDLL:
     return lib
 
 
-def _has_hooks(mods: Sequence[nn.Module]) -> bool:
-    from torch.nn.modules import module as m
-
-    if m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks:
-        return True
-    if getattr(m, "_global_backward_pre_hooks", None):
-        return True
-    return any(
-        sub._forward_hooks
-        or sub._forward_pre_hooks
-        or sub._backward_hooks
-        or getattr(sub, "_backward_pre_hooks", None)
-        for mod in mods
-        for sub in mod.modules()
-    )
-
-
 def unsupported(
     x: Tensor, ta: nn.Module | None, ca: nn.Module | None, sa: nn.Module | None
 ) -> str | None:
@@ -129,7 +113,7 @@ def unsupported(
         return f"spatial gate {type(sa).__name__}(per_step={getattr(sa, 'per_step', None)})"
     if any(type(getattr(g, "gate", None)) is not nn.Sigmoid for g in gates):
         return "a gate's sigmoid was replaced"
-    if _has_hooks(gates):
+    if has_hooks(gates):
         return "hooks on a gate"
     spatial = ca is not None or sa is not None
     if (spatial and x.dim() != 5) or x.dim() < 3 or x.numel() == 0:

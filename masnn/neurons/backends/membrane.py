@@ -28,6 +28,7 @@ wherever the reference membrane stays away from threshold (tests/neurons/test_me
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -106,7 +107,9 @@ def load_membrane_library() -> ctypes.CDLL:
     return lib
 
 
-def _has_hooks(gate: nn.Module) -> bool:
+def has_hooks(modules: Iterable[nn.Module]) -> bool:
+    """Whether a global module hook or a hook on any of ``modules`` (or their submodules) is
+    installed: a fused kernel that skips those modules' forward must then not run."""
     from torch.nn.modules import module as m
 
     if m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks:
@@ -118,7 +121,8 @@ def _has_hooks(gate: nn.Module) -> bool:
         or mod._forward_pre_hooks
         or mod._backward_hooks
         or getattr(mod, "_backward_pre_hooks", None)
-        for mod in gate.modules()
+        for top in modules
+        for mod in top.modules()
     )
 
 
@@ -131,7 +135,7 @@ def describe_gate(gate: MembraneGate, x_seq: Tensor) -> FusedMembraneGate:
             f"fused LIF: the membrane gate {type(gate).__name__} has no fused form "
             "(it runs inside the step loop of the reference)"
         )
-    if _has_hooks(gate):
+    if has_hooks([gate]):
         raise NotSupportedByBackend("fused LIF: the membrane gate has hooks (they see every step)")
     spec: FusedMembraneGate = describe()
     if x_seq.dim() != 5:
