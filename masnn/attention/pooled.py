@@ -149,7 +149,7 @@ class _Gates:
         t, b = x.shape[:2]
         spatial = ca is not None or sa is not None
         c = x.shape[2] if spatial else 1
-        hw = x[0, 0, 0].numel() if spatial else x[0, 0].numel()
+        hw = x.numel() // (t * b * c)
         self.shape = (t, b, c, hw)
         self.d = _Dims(t, b, c, hw, ta is not None, ca is not None, sa is not None, relu)
         self.hw2 = tuple(x.shape[3:]) if spatial else ()
