@@ -24,9 +24,9 @@ Covered: :class:`TemporalAttention`, and :class:`ChannelAttention` / :class:`Spa
 built with ``per_step=False``, alone or chained T -> C -> S, with or without the ReLU, float32
 or float64, any strides (the input is made contiguous). Everything else runs the reference
 (:func:`fused_pooled_attention` returns ``None``): a CUDA tensor, per-step gates, ECA / SimAM, a
-subclass or a replaced sigmoid, hooks on a gate or its submodules, tracing or compiling. A
-second derivative (``create_graph=True``) is taken through the reference, recomputed from the
-saved input.
+subclass or a replaced sigmoid, hooks on a gate or its submodules, tracing or compiling, a
+``torch.func`` transform (``vmap``, ``grad``). A second derivative (``create_graph=True``) is
+taken through the reference, recomputed from the saved input.
 
 Numerics: the pools are summed in another order than torch's kernels, so the gates (and through
 them the output) can differ from the reference by float rounding; the products are the
@@ -101,6 +101,8 @@ def unsupported(
         return "no gate"
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
         return "tracing or compiling"
+    if getattr(torch._C, "_are_functorch_transforms_active", lambda: False)():
+        return "a torch.func transform"
     if x.device.type != "cpu":
         return f"a {x.device.type} tensor"
     if x.dtype not in (torch.float32, torch.float64):

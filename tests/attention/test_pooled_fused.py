@@ -190,6 +190,16 @@ def test_second_derivative_goes_through_the_reference() -> None:
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_torch_func_transforms_run_the_reference(kernel_calls: list[int]) -> None:
+    dt = torch.float64
+    ref, new = _pair("tcsa", 4, 3, dt)
+    x = _inputs((3, 2, 4, 3, 3), dt, seed=18)
+    g_new = torch.func.grad(lambda xi: new(xi).pow(2).sum())(x)
+    assert not kernel_calls
+    g_ref = torch.func.grad(lambda xi: ref(xi).pow(2).sum())(x)
+    torch.testing.assert_close(g_new, g_ref, rtol=0, atol=0)
+
+
 def test_backward_twice_with_retain_graph() -> None:
     dt = torch.float64
     ref, new = _pair("tcsa", 4, 3, dt)
