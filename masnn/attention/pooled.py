@@ -127,6 +127,10 @@ def unsupported(
     return None
 
 
+def _keep(t: Tensor) -> Tensor:
+    return t
+
+
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -174,7 +178,9 @@ class _Gates:
 
     def _small(self, key: str, avg: Tensor, mx: Tensor, grad: bool) -> Tensor:
         """The gate values from the pools, in torch (the reference's small layers)."""
-        with torch.set_grad_enabled(grad):
+        # identity saved-tensor hooks: the small graph keeps its own tensors even under an
+        # outer hook (activation checkpointing must not recompute it from inside our backward)
+        with torch.set_grad_enabled(grad), torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
             if grad:
                 avg, mx = avg.requires_grad_(), mx.requires_grad_()
             if key == "t":
@@ -236,34 +242,36 @@ class _Gates:
             ctypes.byref(self.d), torch.get_num_threads(),
         )  # fmt: skip
 
-    def _pool_grads(self, key: str, dgate: Tensor, params: list[Tensor],
-                    grads: dict[int, Tensor]) -> tuple[Tensor, Tensor]:  # fmt: skip
-        """Through gate ``key``'s small layers: the pools' gradients; adds its weights'."""
+    def _pool_grads(self, key: str, dgate: Tensor, need: dict[str, list[bool]],
+                    grads: dict[str, list[Tensor | None]]) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Through gate ``key``'s small layers: the pools' gradients; sets its weights'."""
         avg, mx, out = self.small[key]
-        want = [p for p in self.weights[key] if p.requires_grad and any(p is q for q in params)]
+        want = [p for p, n in zip(self.weights[key], need[key]) if n]
         # retain_graph: the outer graph may be run again (retain_graph=True there)
         res = torch.autograd.grad(
             out, [avg, mx, *want], dgate, retain_graph=True, allow_unused=True
         )
-        for p, gp in zip(want, res[2:]):
-            if gp is not None:
-                grads[id(p)] = gp
+        it = iter(res[2:])
+        grads[key] = [next(it) if n else None for n in need[key]]
         d_avg = torch.zeros_like(avg) if res[0] is None else res[0]
         d_mx = torch.zeros_like(mx) if res[1] is None else res[1]
         return d_avg, d_mx
 
     def backward(
-        self, x: Tensor, go: Tensor, need_x: bool, params: list[Tensor], need: list[bool]
-    ) -> tuple[Tensor | None, dict[int, Tensor]]:
-        """``dX`` (if ``need_x``) and the weights' gradients (by ``id``) for ``dOut = go``."""
+        self, x: Tensor, go: Tensor, need_x: bool, need_w: list[bool]
+    ) -> tuple[Tensor | None, list[Tensor | None]]:
+        """``dX`` (if ``need_x``) and the gradients of the weights whose ``need_w`` is set (in
+        :meth:`params` order; a saved tensor may not be the weight object itself, e.g. under
+        activation checkpointing, so weights are matched by position) for ``dOut = go``."""
         lib = load_pooled_library()
         sfx = _suffix(x.dtype)
         t, b, c, hw = self.shape
-        grads: dict[int, Tensor] = {}
-        wanted = {id(p) for p, n in zip(params, need) if n}
+        flags = iter(need_w)
+        need = {k: [next(flags) for _ in self.weights[k]] for k in ("t", "c", "s")}
+        grads: dict[str, list[Tensor | None]] = {k: [None] * len(v) for k, v in need.items()}
 
         def wants(key: str) -> bool:
-            return any(id(p) in wanted for p in self.weights[key])
+            return any(need[key])
 
         # the deepest stage needed: 4 dX, 3 TA weights, 2 CA weights, 1 SA weights
         last = 4 if need_x else 3 if wants("t") else 2 if wants("c") else 1
@@ -274,7 +282,7 @@ class _Gates:
             tm.mxs = self.mx_s.data_ptr()
             self._pass(lib, sfx, 1, x, go, tm, out1=ds_p, out2=cs_p)
             if last >= 2 or wants("s"):
-                d_avg, d_mx = self._pool_grads("s", ds_p.sum(dim=0), params, grads)
+                d_avg, d_mx = self._pool_grads("s", ds_p.sum(dim=0), need, grads)
                 das = (d_avg / (t * c)).contiguous()
                 rms = (d_mx / cs_p.sum(dim=0)).contiguous()
                 keep += [das, rms]
@@ -284,7 +292,7 @@ class _Gates:
             mxc = self.mx_c.contiguous()
             tm.mxc = mxc.data_ptr()
             self._pass(lib, sfx, 2, x, go, tm, out1=dg_p, out2=cc_p)
-            d_avg, d_mx = self._pool_grads("c", dg_p.sum(dim=0), params, grads)
+            d_avg, d_mx = self._pool_grads("c", dg_p.sum(dim=0), need, grads)
             dac = (d_avg / (t * hw)).contiguous()
             rmc = (d_mx / cc_p.sum(dim=0)).contiguous()
             keep += [dac, rmc, mxc]
@@ -292,7 +300,7 @@ class _Gates:
         if self.ta is not None and last >= 3:
             da_p = x.new_empty((t, b, c))
             self._pass(lib, sfx, 3, x, go, tm, out1=da_p)
-            d_avg, d_mx = self._pool_grads("t", da_p.sum(dim=2), params, grads)
+            d_avg, d_mx = self._pool_grads("t", da_p.sum(dim=2), need, grads)
             assert self.cnt_t is not None
             dat = (d_avg / (c * hw)).contiguous()
             rmt = (d_mx / self.cnt_t).contiguous()
@@ -304,7 +312,7 @@ class _Gates:
             dx = torch.empty_like(x)
             self._pass(lib, sfx, 4, x, go, tm, out1=dx)
         del keep
-        return dx, grads
+        return dx, [gp for k in ("t", "c", "s") for gp in grads[k]]
 
 
 def reference_chain(x: Tensor, gates: Sequence[nn.Module | None], relu: nn.Module | None) -> Tensor:
@@ -333,11 +341,11 @@ class _FusedPooled(torch.autograd.Function):
         need_x, need = ctx.needs_input_grad[1], list(ctx.needs_input_grad[2:])
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
             return (None, *_reference_backward(gates, x, params, go, need_x, need))
-        dx, grads = gates.backward(x.detach().contiguous(), go.contiguous(), need_x, params, need)
+        dx, grads = gates.backward(x.detach().contiguous(), go.contiguous(), need_x, need)
         return (
             None,
             dx,
-            *(grads.get(id(p)) if n else None for p, n in zip(params, need)),
+            *grads,
         )
 
 
