@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from masnn.bench.timing import best_of
 from masnn.events import make_events, read_aedat
 from masnn.events.aedat import encode_polarity
 from masnn.events.textio import read_event_text
@@ -47,15 +48,6 @@ def make_aedat(path: Path, n: int, packet: int = 4096) -> None:
             a = b
 
 
-def bench(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=2_000_000)
@@ -67,7 +59,7 @@ def main() -> None:
         make_aedat(path, args.events)
         size = path.stat().st_size
         ours = read_aedat(path)
-        t_ours = bench(lambda: read_aedat(path), 5)
+        t_ours = best_of(lambda: read_aedat(path), 5)
         rate = ours.size / t_ours
         print(f"file: {size / 1e6:.1f} MB, {ours.size:,} events")
         print(f"masnn read_aedat: {t_ours * 1e3:.1f} ms  -> {rate / 1e6:.0f} M events/s")
@@ -105,7 +97,7 @@ def main() -> None:
             np.savetxt(f, cols, fmt="%d")
             files.append(f)
         total_bytes = sum(f.stat().st_size for f in files)
-        t_g = bench(lambda: [read_event_text(f) for f in files], 3)
+        t_g = best_of(lambda: [read_event_text(f) for f in files], 3)
         print(
             f"gait text: {len(files)} files, {len(files) * args.gait_lines:,} lines, "
             f"{total_bytes / 1e6:.1f} MB in {t_g:.2f} s -> {len(files) / t_g:.0f} files/s, "

@@ -16,7 +16,8 @@ Two parts (Markdown tables on stdout, raw numbers as JSON with ``--json PATH``):
    ``--attn``) on synthetic events stand in (their spike rates are not a trained model's).
 
 ``--calibrate`` also measures and stores this machine's per-layer thresholds
-(:func:`masnn.inference.sparse.calibrate`) that ``sparse(model)`` then uses.
+(:func:`masnn.inference.sparse.calibrate`) that ``sparse(model)`` then uses: for ``--model``
+and, before timing them, for every ``--ckpt`` model's own layer geometries.
 
 Timings need a quiet machine (best of ``--repeats``; threads: ``--threads``). Smoke run::
 
@@ -27,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from masnn import create_model
+from masnn.bench.timing import best_of
 from masnn.inference import fast, sparse
 from masnn.inference.sparse import (
     CALIBRATION_DENSITIES,
@@ -46,17 +46,6 @@ from masnn.inference.sparse import (
     random_spikes,
     time_layer,
 )
-
-
-def best_of(fn: Callable[[], Any], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls (one warm-up call first)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def per_layer(eng: SparseInference, T: int, B: int, densities: list[float], repeats: int) -> list:
@@ -126,7 +115,8 @@ def whole_model(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor | 
     def run_sparse() -> torch.Tensor:
         return torch.cat([eng(c) for c in chunks])
 
-    t_fast, t_sparse = best_of(run_fast, repeats), best_of(run_sparse, repeats)
+    t_fast = best_of(run_fast, repeats, warmup=1)
+    t_sparse = best_of(run_sparse, repeats, warmup=1)
     p_fast, p_sparse = run_fast().argmax(1), run_sparse().argmax(1)
     # per-layer input densities over the whole set (routes as the engine chose them)
     dens: list[list[float]] = []
@@ -204,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.ckpt:
         for path in a.ckpt:
             model, x, y = _ckpt_model_and_data(path, a.samples)
+            if a.calibrate:  # the trained model's own layer geometries (e.g. ma_snn3_tiny)
+                got = calibrate(sparse(model), steps=x.shape[0], batch=a.batch, repeats=a.repeats)
+                print(f"calibrated thresholds ({Path(path).parent.name}): " + json.dumps(got))
             models.append(whole_model(Path(path).parent.name, model, x, y, a.batch, a.repeats))
     else:
         g = torch.Generator().manual_seed(1)

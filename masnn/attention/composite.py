@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from masnn.attention.channel import ChannelAttention, EfficientChannelAttention, SimAM
 from masnn.attention.pooled import fused_pooled_attention, reference_chain
 from masnn.attention.spatial import SpatialAttention
+from masnn.attention.temporal import TemporalAttention
 from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends.membrane import FusedMembraneGate
 from masnn.neurons.lif import at_least_fp32
@@ -92,6 +93,26 @@ class MultiDimAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return "" if self.backend == "auto" else f"backend={self.backend!r}"
+
+    def fused_frame_gate(self) -> TemporalAttention:
+        """The TA gate, for kernels that scale each frame's current by it (the event-driven
+        engine, :mod:`masnn.inference.sparse`): only a lone :class:`TemporalAttention`
+        (``X <- g_t(X) X``, the ``paper`` placement's ``conv_post``) is one weight per frame.
+
+        Raises:
+            NotSupportedByBackend: channel / spatial gates or the ReLU on the current, or a
+                TA subclass / plug-in.
+        """
+        if self.ca is not None or self.sa is not None or self.relu is not None:
+            raise NotSupportedByBackend(
+                "fused current gate: only a lone TA is one weight per frame (C/S gates or the "
+                "ReLU on the current run in torch)"
+            )
+        if type(self.ta) is not TemporalAttention:
+            raise NotSupportedByBackend(
+                f"fused current gate: {type(self.ta).__name__} has no per-frame form"
+            )
+        return self.ta
 
 
 class MembraneAttention(nn.Module):

@@ -115,7 +115,7 @@ def unsupported(
         return f"spatial gate {type(sa).__name__}(per_step={getattr(sa, 'per_step', None)})"
     if any(type(getattr(g, "gate", None)) is not nn.Sigmoid for g in gates):
         return "a gate's sigmoid was replaced"
-    if has_hooks(gates):
+    if any(has_hooks(g) for g in gates):
         return "hooks on a gate"
     spatial = ca is not None or sa is not None
     if (spatial and x.dim() != 5) or x.dim() < 3 or x.numel() == 0:
@@ -185,8 +185,7 @@ class _Gates:
                 avg, mx = avg.requires_grad_(), mx.requires_grad_()
             if key == "t":
                 assert self.ta is not None
-                # reference: (B, T) pools -> MLP over T -> (T, B) logits -> sigmoid
-                out = self.ta.gate((self.ta.mlp(avg.t()) + self.ta.mlp(mx.t())).t())
+                out = self.ta.frame_weights(avg, mx)  # (T, B): the reference's own code
             elif key == "c":
                 assert self.ca is not None
                 out = self.ca.gate(self.ca.mlp(avg) + self.ca.mlp(mx))  # (B, C)

@@ -57,11 +57,31 @@ class TemporalAttention(nn.Module):
             )
         t, b = x_seq.shape[:2]
         flat = x_seq.reshape(t, b, -1)  # (T, B, C*H*W)
-        avg = flat.mean(dim=2).transpose(0, 1)  # (B, T)
-        mx = flat.amax(dim=2).transpose(0, 1)  # (B, T)
-        logits = (self.mlp(avg) + self.mlp(mx)).transpose(0, 1)  # (T, B)
-        g = self.gate(logits.reshape(t, b, *([1] * (x_seq.dim() - 2))))  # (T, B, 1, 1, 1)
-        return g * x_seq
+        g = self.frame_weights(flat.mean(dim=2), flat.amax(dim=2), x_seq.dim() - 2)
+        return g * x_seq  # (T, B, 1, 1, 1) * (T, B, C, H, W)
+
+    def frame_weights(self, avg: Tensor, mx: Tensor, feature_dims: int = 0) -> Tensor:
+        """The gate ``g_t`` from each frame's pools (what :meth:`forward` multiplies by).
+
+        The event-driven engine (:mod:`masnn.inference.sparse`) computes the pools inside its
+        kernel and scales each frame's current by this gate there.
+
+        Args:
+            avg: ``(T, B)`` mean of every frame over all axes but time.
+            mx: ``(T, B)`` max of every frame over the same axes.
+            feature_dims: trailing singleton axes of the result (``x.dim() - 2``).
+
+        Returns:
+            ``(T, B, 1, ...)`` weights in ``(0, 1)``.
+        """
+        if avg.shape != mx.shape or avg.dim() != 2 or avg.shape[0] != self.timesteps:
+            raise ValueError(
+                f"TemporalAttention.frame_weights: pools must be (T={self.timesteps}, B), got "
+                f"{tuple(avg.shape)} and {tuple(mx.shape)}"
+            )
+        t, b = avg.shape
+        logits = (self.mlp(avg.transpose(0, 1)) + self.mlp(mx.transpose(0, 1))).transpose(0, 1)
+        return self.gate(logits.reshape(t, b, *([1] * feature_dims)))  # (T, B, 1, ...)
 
     def extra_repr(self) -> str:
         return f"timesteps={self.timesteps}, reduction={self.reduction}"

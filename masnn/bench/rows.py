@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from masnn.bench import timing
+
 
 @dataclass(frozen=True)
 class Row:
@@ -80,18 +82,6 @@ def _current_rss_mb() -> float:
             return int(f.read().split()[1]) * resource.getpagesize() / 2**20
     except OSError:
         return _rss_mb()
-
-
-def _time(fn: Callable[[], Any], repeat: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def _lif_step_fn(row: Row) -> Callable[[], Any]:
@@ -258,7 +248,7 @@ def measure(row: Row) -> dict[str, Any]:
         res.update(rss_base_mb=base, rss_peak_mb=_rss_mb())
         return res
     fn = {"lif": _lif_step_fn, "net": _net_step_fn, "aedat": _aedat_fn}[row.kind](row)
-    times = [t * 1000 for t in _time(fn, row.repeat, row.warmup)]
+    times = [t * 1000 for t in timing.times(fn, row.repeat, row.warmup, collect=True)]
     return {
         "median_ms": statistics.median(times),
         "min_ms": min(times),

@@ -11,18 +11,22 @@ Per layer:
 * **BN folded** into the weights (:func:`masnn.inference.fast`), and a following average pool
   folded too (``conv(k, s) -> avgpool(P)`` is one conv with kernel ``k + s (P - 1)`` and stride
   ``s P``, weights averaged over the pool window): each spike touches fewer output positions.
-* **LIF fused on the output side**: without attention after the conv, one kernel call per
-  layer scatters a step's spikes into a private current frame and runs the LIF update on it,
-  emitting the next layer's index list (the fused LIF's arithmetic, ``lif_cpu.cpp``).
-* **Attention after the conv** (TA on the current, CA/SA on the membrane, official-code
-  placement) needs the whole current or membrane of a step: the sparse kernel still computes
-  the currents, then the model's own attention modules and the LIF (``"auto"`` backend, with
-  its membrane gate) run in torch. ``conv_pre`` attention gates the input spikes (no longer
-  binary): that layer runs dense.
+* **The output side fused, attention included**: one kernel call per layer
+  (``masnn_sparse_layer``) scatters a step's spikes into a private current frame, scales it by
+  TA's weight of that frame (TA on the current, ``paper`` placement), runs the fused membrane
+  kernel's step on it (charge, the per-step CA / ECA / SimAM and SA membrane gates, fire, reset:
+  ``membrane_step`` of ``membrane_cpu.cpp``, the dense ``auto`` backend's arithmetic) and emits
+  the next layer's index list. TA needs the whole window first: those layers scatter every
+  frame (taking TA's pools on the way), get the weights from the model's TA module
+  (``TemporalAttention.frame_weights``), then run the per-step pass. Gates without a fused form,
+  hooked attention modules and a pool after the neuron run in torch (:attr:`SparseLayer.fused`,
+  ``why_unfused``); ``conv_pre`` attention gates the input spikes (no longer binary): that layer
+  runs dense.
 * **Sparse or dense, per layer and per call**, by the measured input spike density against a
   threshold calibrated on this machine (:func:`calibrate`, stored as JSON under the user cache
-  directory; :data:`DEFAULT_THRESHOLD` when uncalibrated). The dense route is the fast path's
-  (folded conv, pooling, fused LIF). The encoder layer (event counts, not spikes) is dense.
+  directory; :data:`DEFAULT_THRESHOLD` when uncalibrated). The dense route runs the fast
+  path's folded conv and pooling in torch, then the same fused output side on its ``(C, H, W)``
+  frames. The encoder layer (event counts, not spikes) is dense.
 
 Numerics: float32. Spikes equal the dense fast path's wherever the membrane is not within
 rounding distance of the threshold (the currents are sums in another order); see
@@ -41,7 +45,6 @@ import logging
 import os
 import platform
 import tempfile
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -51,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masnn.attention.temporal import TemporalAttention
+from masnn.bench.timing import best_of
 from masnn.inference.fast import InferenceOnly, fast
 from masnn.layers.blocks import SpikingConvBlock, SpikingLinearBlock
 from masnn.layers.seq import seq_apply
@@ -59,8 +64,9 @@ from masnn.neurons import LIF
 from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends.cpp import CParams, make_plan
 from masnn.neurons.backends.cpp import forward_kernel as lif_forward
-from masnn.neurons.backends.kernel_build import SOURCE as LIF_SOURCE
-from masnn.neurons.backends.kernel_build import cpu_flags, load_shared
+from masnn.neurons.backends.kernel_build import COMMON, cpu_flags, load_shared
+from masnn.neurons.backends.membrane import SOURCE as MEMBRANE_SOURCE
+from masnn.neurons.backends.membrane import describe_gate, has_hooks, kernel_dims, kernel_weights
 from masnn.readout import mean_over_time
 
 _log = logging.getLogger("masnn.inference.sparse")
@@ -81,13 +87,15 @@ class _Geom(ctypes.Structure):
 
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL:
-    lib = load_shared("masnn_sparse", (SOURCE, LIF_SOURCE), "the sparse inference kernel")
+    lib = load_shared(
+        "masnn_sparse", (SOURCE, MEMBRANE_SOURCE, COMMON), "the sparse inference kernel"
+    )
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     sigs = {
-        "masnn_sparse_conv": [p, p, i64, i64, p, p, p, p, i32],
-        "masnn_sparse_conv_lif": [p, p, i64, i64, i64, p, p, p, p, p, p, p, p, p, i32],
-        "masnn_sparse_lif": [p, i64, i64, i64, p, p, p, p, p, p, i32],
-        "masnn_sparse_compress": [p, i64, i64, p, p, i32],
+        "masnn_sparse_conv": [p, p, i64, i64, p, p, p, p, p, p, i32],
+        "masnn_sparse_layer": [p, p, i64, p, i32, p, p, p, p, p, p, p, p, p, p, p, p, p, p, i32],
+        "masnn_sparse_frame_stats": [p, i64, i64, p, p, i32],
+        "masnn_sparse_compress": [p, i64, i64, i64, p, p, i32],
         "masnn_sparse_expand": [p, p, i64, i64, i64, p, i32],
     }
     for name, args in sigs.items():
@@ -154,13 +162,20 @@ class Spikes:
     def to_index(self) -> Spikes:
         """Fill ``idx``/``cnt`` from ``dense`` (no-op when present)."""
         if self.idx is None:
-            x = self.channels_last().float()
-            F_ = self.steps * self.batch
+            assert self.dense is not None
+            x, c = self.dense.float(), 0  # c > 0: (C, H, W) frames, compressed channels-last
+            if len(self.shape) == 3 and x.is_contiguous():
+                c = self.shape[0]
+            elif len(self.shape) == 3:
+                x = self.channels_last().float()
+            else:
+                x = x.contiguous()
             self.idx = torch.empty((self.steps, self.batch, self.numel), dtype=torch.int32)
             self.cnt = torch.empty((self.steps, self.batch), dtype=torch.int64)
             _lib().masnn_sparse_compress(
-                _ptr(x), F_, self.numel, _ptr(self.idx), _ptr(self.cnt), _threads()
-            )
+                _ptr(x), self.steps * self.batch, self.numel, c, _ptr(self.idx), _ptr(self.cnt),
+                _threads(),
+            )  # fmt: skip
         return self
 
     def to_dense(self) -> Tensor:
@@ -209,6 +224,14 @@ class SparseLayer(nn.Module):
         in_shape: neurons per input frame ``(C, H, W)`` (or ``(F,)``; a flattened conv output
             feeding a linear layer keeps its ``(C, H, W)``).
         encoder: the first layer (input is not spikes): always dense.
+
+    Attributes:
+        why_dense: why the layer never runs sparse (encoder, ``conv_pre`` attention), or
+            ``None``.
+        why_unfused: why its output side (TA on the current, LIF, membrane gates) runs in
+            torch instead of the kernel, or ``None`` (:attr:`fused`).
+        frame_gate: the TA module whose per-frame weight scales the current, or ``None``.
+        threshold: the input density at or below which ``"auto"`` runs it sparse.
     """
 
     # set with object.__setattr__ (owned by the model, not children of this module)
@@ -244,19 +267,13 @@ class SparseLayer(nn.Module):
             self._init_linear(block)
         if block.pre_attn is not None:
             self.why_dense = "conv_pre attention gates the input spikes"
-        self.fused = self.post_attn is None and self.lif.membrane_gate is None
-        self.fused = self.fused and self.pool_after is None
         self.cparams: CParams | None = None
-        if self.fused:
-            try:
-                plan = make_plan(
-                    torch.zeros(1, 1), None, self.lif.params(), self.lif.surrogate, None,
-                    dtypes=(torch.float32,),
-                )  # fmt: skip
-                self.cparams = CParams(**plan.scalars)
-            except NotSupportedByBackend as exc:
-                _log.info("LIF not fused in the sparse engine (%s)", exc)
-                self.fused = False
+        self.gate_w: tuple[Tensor | None, Tensor | None, Tensor | None] = (None, None, None)
+        self.gate_simam: float | None = None
+        self.frame_gate: TemporalAttention | None = None
+        self.why_unfused = self._fuse()
+        if self.why_unfused is not None:
+            _log.info("%s: output side runs in torch (%s)", self.signature(), self.why_unfused)
         self.threshold = DEFAULT_THRESHOLD
 
     def _init_conv(self, block: SpikingConvBlock) -> None:
@@ -298,6 +315,7 @@ class SparseLayer(nn.Module):
         bias = conv.bias.detach().float().contiguous() if conv.bias is not None else None
         self.register_buffer("bias", bias)
         self.lif_shape = (conv.out_channels, ho, wo)
+        self.lif_shape3 = self.lif_shape
         if self.pool_after is not None:
             ho2 = int(self.pool_after(torch.zeros(1, 1, ho, wo)).shape[-2])
             wo2 = int(self.pool_after(torch.zeros(1, 1, ho, wo)).shape[-1])
@@ -325,7 +343,52 @@ class SparseLayer(nn.Module):
         self.register_buffer("bias", bias)
         self.geom = _Geom(n, 1, 1, fc.out_features, 1, 1, 1, 1, 1, 1, 0, 0)
         self.lif_shape = self.out_shape = (fc.out_features,)
+        self.lif_shape3 = (fc.out_features, 1, 1)
         self.kind = "linear"
+
+    def _fuse(self) -> str | None:
+        """Prepare the fused output side (LIF, membrane gates, TA on the current); the reason
+        when the layer cannot have it (its LIF, gates and pooling then run in torch)."""
+        if self.pool_after is not None:
+            return "a pool after the neuron (its output spikes are pooled in torch)"
+        try:
+            plan = make_plan(
+                torch.zeros(1, 1), None, self.lif.params(), self.lif.surrogate, None,
+                dtypes=(torch.float32,),
+            )  # fmt: skip
+            gate = self.lif.membrane_gate
+            if gate is not None:
+                if self.kind != "conv":
+                    raise NotSupportedByBackend("a membrane gate on a linear layer")
+                spec = describe_gate(gate, torch.zeros((1, 1, *self.lif_shape)))
+                w = kernel_weights(spec)
+                self.gate_w = cast(
+                    "tuple[Tensor | None, Tensor | None, Tensor | None]",
+                    tuple(None if t is None else t.detach().float().contiguous() for t in w),
+                )
+                self.gate_simam = spec.simam
+            if self.post_attn is not None:
+                describe = getattr(self.post_attn, "fused_frame_gate", None)
+                if describe is None:
+                    raise NotSupportedByBackend(
+                        f"{type(self.post_attn).__name__} on the current has no fused form"
+                    )
+                self.frame_gate = describe()
+        except NotSupportedByBackend as exc:
+            return str(exc)
+        self.cparams = CParams(**plan.scalars)
+        return None
+
+    @property
+    def fused(self) -> bool:
+        """Whether the output side (TA on the current, LIF, membrane gates) runs in the kernel
+        (else in torch, :attr:`why_unfused` says why)."""
+        return self.why_unfused is None
+
+    def _hooked(self) -> bool:
+        """Hooks on the attention modules must see their tensors: such calls run in torch."""
+        mods = [m for m in (self.lif.membrane_gate, self.post_attn) if isinstance(m, nn.Module)]
+        return any(has_hooks(m) for m in mods)
 
     def signature(self) -> str:
         """The layer's geometry, the key of its calibrated threshold."""
@@ -348,18 +411,24 @@ class SparseLayer(nn.Module):
         assert isinstance(self.block, SpikingConvBlock)
         return seq_apply(self.block._current, x)  # (T, B, C, H', W')
 
-    def _sparse_current(self, s: Spikes) -> Tensor:
+    def _sparse_current(
+        self, s: Spikes, channels_last: bool = False, pools: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """Gather-accumulate currents ``(T, B, C, H', W')`` (channels-last strides), or the
+        contiguous ``(T, B, H', W', C)`` buffer with ``channels_last``; ``pools``: ``(T, B)``
+        tensors filled with each frame's mean and max on the way (TA's pools)."""
         s.to_index()
         assert s.idx is not None and s.cnt is not None
         g = self.geom
         out = torch.empty((s.steps, s.batch, g.ho, g.wo, g.cout), dtype=torch.float32)
+        avg, mx = pools if pools is not None else (None, None)
         _lib().masnn_sparse_conv(
             _ptr(s.idx), _ptr(s.cnt), s.steps * s.batch, s.idx.shape[2], _ptr(self.wt),
-            _ptr(self.bias), ctypes.byref(g), _ptr(out), _threads(),
+            _ptr(self.bias), ctypes.byref(g), _ptr(out), _ptr(avg), _ptr(mx), _threads(),
         )  # fmt: skip
         if self.kind == "linear":
             return out.view(s.steps, s.batch, g.cout)
-        return out.permute(0, 1, 4, 2, 3)  # (T, B, C, H', W'), channels-last strides
+        return out if channels_last else out.permute(0, 1, 4, 2, 3)
 
     # -- the layer ----------------------------------------------------------------------------
     def use_sparse(self, s: Spikes) -> bool:
@@ -381,7 +450,7 @@ class SparseLayer(nn.Module):
         if sparse and self.why_dense is not None:
             raise ValueError(f"layer {self.signature()} cannot run sparse: {self.why_dense}")
         T, B = s.steps, s.batch
-        if self.fused:
+        if self.fused and not self._hooked():
             return self._fused(s, v0, sparse, need_dense)
         # torch's attention and LIF run on the standard layout (as in the dense path)
         cur = self._sparse_current(s).contiguous() if sparse else self._dense_current(s)
@@ -392,66 +461,83 @@ class SparseLayer(nn.Module):
             spikes = seq_apply(self.pool_after, spikes)
         return Spikes(self.out_shape, T, B, dense=spikes), v
 
+    def _frame_scale(self, cur: Tensor | None, pools: tuple[Tensor, Tensor]) -> Tensor:
+        """TA's weight per frame ``(T, B)``, from ``pools`` (each frame's mean and max), taken
+        here from the currents ``cur`` ``(T, B, ...)`` unless already filled (``cur=None``)."""
+        assert self.frame_gate is not None
+        avg, mx = pools
+        if cur is not None:
+            T, B = cur.shape[:2]
+            _lib().masnn_sparse_frame_stats(
+                _ptr(cur), T * B, cur[0, 0].numel(), _ptr(avg), _ptr(mx), _threads()
+            )
+        return self.frame_gate.frame_weights(avg, mx).float().contiguous()
+
     def _fused(
         self, s: Spikes, v0: Tensor | None, sparse: bool, need_dense: bool
     ) -> tuple[Spikes, Tensor]:
+        """The output side in one kernel (``masnn_sparse_layer``): index lists out."""
         assert self.cparams is not None  # fused layers have their kernel scalars
         T, B = s.steps, s.batch
         g = self.geom
         n = g.ho * g.wo * g.cout
-        conv = self.kind == "conv"
-        v0c = None
-        if v0 is not None:
-            v0c = (v0.permute(0, 2, 3, 1) if conv else v0).float().contiguous()
+        v0c = None if v0 is None else v0.float().contiguous()  # (B, C, H, W) / (B, F)
         idx = torch.empty((T, B, n), dtype=torch.int32)
         cnt = torch.empty((T, B), dtype=torch.int64)
         v = torch.empty((B, n), dtype=torch.float32)
         dense = torch.empty((T, B, n), dtype=torch.float32) if need_dense else None
         lib = _lib()
-        if _threads() > B:  # too few samples to split: conv over frames, LIF over neurons
-            if sparse:
-                cur = self._sparse_current(s)
-            else:
-                cur = self._dense_current(s)
-            if conv:
-                cur = cur.permute(0, 1, 3, 4, 2)
-            cur = cur.float().contiguous().view(T, B * n)
-            spikes, v_flat, _ = lif_forward(cur, None if v0c is None else v0c.view(-1),
+        gated = self.lif.membrane_gate is not None
+        # one pass (scatter into a private frame per step) unless TA needs the whole window's
+        # currents first, or too few samples to split: then the currents first, over frames
+        one_pass = sparse and self.frame_gate is None and _threads() <= B
+        cur: Tensor | None = None
+        chw = 1
+        pools = None
+        if self.frame_gate is not None:
+            pools = (torch.empty((T, B)), torch.empty((T, B)))
+        scale = None
+        if sparse and not one_pass:  # TA's pools are taken by the scatter
+            cur, chw = self._sparse_current(s, channels_last=True, pools=pools), 0
+            scale = None if pools is None else self._frame_scale(None, pools)
+        elif not sparse:
+            cur = self._dense_current(s).float().contiguous()
+            scale = None if pools is None else self._frame_scale(cur, pools)
+        if cur is not None and not gated and _threads() > B:
+            # a plain LIF and few samples: the fused LIF over neurons, then compress
+            if not chw and cur.dim() == 5:
+                cur = cur.permute(0, 1, 4, 2, 3).contiguous()
+            if scale is not None:  # TA's X <- g X
+                cur = scale.view(T, B, *([1] * (cur.dim() - 2))) * cur
+            spikes, v_flat, _ = lif_forward(cur.view(T, B * n),
+                                            None if v0c is None else v0c.view(-1),
                                             self.cparams, save_u=False)  # fmt: skip
             v.copy_(v_flat.view(B, n))
-            lib.masnn_sparse_compress(_ptr(spikes), T * B, n, _ptr(idx), _ptr(cnt), _threads())
+            lib.masnn_sparse_compress(
+                _ptr(spikes), T * B, n, g.cout, _ptr(idx), _ptr(cnt), _threads()
+            )
             if dense is not None:
                 dense.copy_(spikes.view(T, B, n))
-        elif sparse:
-            s.to_index()
-            assert s.idx is not None and s.cnt is not None
-            lib.masnn_sparse_conv_lif(
-                _ptr(s.idx), _ptr(s.cnt), T, B, s.idx.shape[2], _ptr(self.wt), _ptr(self.bias),
-                ctypes.byref(g), ctypes.byref(self.cparams), _ptr(v0c), _ptr(idx), _ptr(cnt),
-                _ptr(v), _ptr(dense), _threads(),
-            )  # fmt: skip
         else:
-            cur = self._dense_current(s)
-            if conv:
-                cur = cur.permute(0, 1, 3, 4, 2)
-            cur = cur.float().contiguous()
-            lib.masnn_sparse_lif(
-                _ptr(cur), T, B, n, ctypes.byref(self.cparams), _ptr(v0c), _ptr(idx), _ptr(cnt),
-                _ptr(v), _ptr(dense), _threads(),
+            if cur is None:
+                s.to_index()
+                assert s.idx is not None and s.cnt is not None
+            d = kernel_dims((T, B, *self.lif_shape3), *self.gate_w, self.gate_simam)
+            lib.masnn_sparse_layer(
+                _ptr(s.idx) if cur is None else None, _ptr(s.cnt) if cur is None else None,
+                0 if s.idx is None else s.idx.shape[2], _ptr(cur), chw, _ptr(scale),
+                _ptr(self.wt), _ptr(self.bias), ctypes.byref(g), ctypes.byref(d),
+                *(_ptr(w) for w in self.gate_w), ctypes.byref(self.cparams), _ptr(v0c),
+                _ptr(idx), _ptr(cnt), _ptr(v), _ptr(dense), _threads(),
             )  # fmt: skip
         out = Spikes(self.out_shape, T, B, idx=idx, cnt=cnt)
-        if conv:
-            v_out = v.view(B, g.ho, g.wo, g.cout).permute(0, 3, 1, 2)
-            if dense is not None:
-                out.dense = dense.view(T, B, g.ho, g.wo, g.cout).permute(0, 1, 4, 2, 3)
-        else:
-            v_out = v
-            out.dense = dense
-        return out, v_out
+        if dense is not None:
+            out.dense = dense.view(T, B, *self.out_shape)
+        return out, v.view(B, *self.lif_shape)
 
     def extra_repr(self) -> str:
         route = f"dense ({self.why_dense})" if self.why_dense else f"sparse<={self.threshold:g}"
-        return f"{self.signature()}, {route}, fused_lif={self.fused}"
+        return f"{self.signature()}, {route}, fused={self.fused}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -665,13 +751,8 @@ def time_layer(layer: SparseLayer, s: Spikes, mode: str, repeats: int = 3) -> fl
         s.dense = None
     else:
         s = Spikes(s.shape, s.steps, s.batch, dense=s.to_dense())
-    best = float("inf")
     with torch.inference_mode():
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            layer(s, None, mode)
-            best = min(best, time.perf_counter() - t0)
-    return best
+        return best_of(lambda: layer(s, None, mode), repeats)
 
 
 def crossover(densities: list[float], t_sparse: list[float], t_dense: list[float]) -> float:

@@ -68,3 +68,14 @@ def test_profiles_and_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert "floor ma_snn3 vanilla train T=16 B=8" in out and "LIF" not in out
     assert main(["bench", "--tiny", "--only", "nothing-matches"]) == 2
     assert "no tiny bench row matches" in capsys.readouterr().err
+
+
+def test_timing_helper_counts_warmup_and_repeats() -> None:
+    from masnn.bench.timing import best_of, times
+
+    calls: list[int] = []
+    out = times(lambda: calls.append(1), 3, warmup=2, collect=True)
+    assert len(out) == 3 and len(calls) == 5 and all(t >= 0 for t in out)
+    assert best_of(lambda: sum(range(1000)), 2) >= 0
+    with pytest.raises(ValueError, match="repeat"):
+        times(lambda: None, 0)

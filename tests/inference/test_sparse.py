@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masnn import create_model
+from masnn.attention import AttnCfg
 from masnn.inference import fast, sparse
 from masnn.inference.sparse import (
     DEFAULT_THRESHOLD,
@@ -194,17 +195,146 @@ def test_every_layer_spikes_equal_away_from_threshold(attn: str) -> None:
     assert checked > 10_000
 
 
+# -- the fused output side: TA on the current, membrane gates, LIF in one kernel ----------------
+
+GATES = ["ca", "sa", "csa", "eca", "simam", "ta", "tcsa"]
+
+
+def _attn_layer(attn: str, kind: str, T: int, seed: int) -> SparseLayer:
+    """A BN-folded conv (odd sizes, stride 2, avg pool folded) or linear layer with ``attn``."""
+    torch.manual_seed(seed)
+    block: nn.Module
+    if kind == "conv":
+        block = SpikingConvBlock(
+            5, 19, T, conv_kernel=3, stride=2, padding=1, pool="avg", pool_size=2,
+            attn=AttnCfg(attn),
+        )  # fmt: skip
+        in_shape: tuple[int, ...] = (5, 27, 23)
+    else:
+        block = SpikingLinearBlock(37, 23, T, attn=AttnCfg(attn))
+        in_shape = (37,)
+    block = _folded_block(block)
+    weight = block.conv.weight if kind == "conv" else block.fc.weight
+    with torch.no_grad():  # 20 % input spikes fire 5 - 50 % of the neurons, gated or not
+        weight.mul_(8.0 if kind == "conv" else 3.0)
+    return SparseLayer(block, in_shape)
+
+
+def _reference_state(
+    layer: SparseLayer, s: Spikes
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reference spikes, last membrane and each neuron's minimum distance to the threshold
+    (torch's conv, the model's own attention modules, the reference LIF loop)."""
+    cur = layer._dense_current(s)
+    if layer.post_attn is not None:
+        cur = layer.post_attn(cur)
+    us: list[torch.Tensor] = []
+    gate = layer.lif.membrane_gate
+
+    def record(u: torch.Tensor) -> torch.Tensor:
+        u = u if gate is None else gate(u)
+        us.append(u)
+        return u
+
+    params = layer.lif.params()
+    spikes, v = lif_multistep(cur, None, params, layer.lif.surrogate, record)
+    margin = (torch.stack(us) - float(params.v_th)).abs().amin(0)
+    return spikes.float(), v, margin
+
+
+@pytest.mark.parametrize(
+    "attn,kind", [(a, "conv") for a in GATES] + [("ta", "linear"), ("tcsa", "linear")]
+)
+def test_fused_output_side_equals_the_reference(attn: str, kind: str) -> None:
+    """Spikes away from threshold and the last membrane, both routes, ``B`` below and above
+    the thread count (currents first over frames, or one pass per sample)."""
+    T = 5
+    layer = _attn_layer(attn, kind, T, seed=GATES.index(attn))
+    assert layer.fused, layer.why_unfused
+    assert (layer.frame_gate is not None) == ("t" in attn)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for B in (1, 3):
+            s = random_spikes(layer.in_shape, T, B, 0.2, seed=B)
+            with torch.inference_mode():
+                ref, v_ref, margin = _reference_state(layer, s)
+                safe = margin >= MARGIN  # (B, *shape): never near threshold
+                assert safe.float().mean() > 0.8, "test too weak"
+                rate = float(ref.mean())
+                assert 0.02 < rate < 0.7, f"fires at {rate}: the test would not bite"
+                for mode in ("sparse", "dense"):
+                    inp = Spikes(s.shape, T, B, dense=s.to_dense())
+                    out, v = layer(inp.to_index() if mode == "sparse" else inp, None, mode, True)
+                    got = out.to_dense()
+                    assert out.cnt is not None and out.idx is not None
+                    assert torch.equal(out.cnt, got.flatten(2).sum(2).long())  # lists match
+                    exp = safe.unsqueeze(0).expand_as(ref)
+                    assert torch.equal(got[exp], ref[exp]), (mode, B)
+                    assert v.shape == v_ref.shape
+                    torch.testing.assert_close(v[safe], v_ref[safe], atol=1e-4, rtol=1e-4)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("attn", ["none", "ca", "csa", "eca", "simam"])
+def test_dense_route_runs_the_membrane_kernels_arithmetic(attn: str) -> None:
+    """Same currents in: the engine's output side equals the fused membrane kernel (the dense
+    fast path's ``auto`` backend) bit for bit; one arithmetic, shared by both kernels."""
+    T, B = 4, 3
+    layer = _attn_layer(attn, "conv", T, seed=11)
+    s = random_spikes(layer.in_shape, T, B, 0.2, seed=5)
+    v0 = 0.1 * torch.randn(B, *layer.lif_shape)
+    with torch.inference_mode():
+        out, v = layer(s, v0, "dense", True)
+        cur = layer._dense_current(s)
+        spikes, v_ref = layer.lif(cur, state=v0, return_state=True)  # backend "auto"
+    assert torch.equal(out.to_dense(), spikes) and torch.equal(v, v_ref)
+    assert float(spikes.mean()) > 0.02
+
+
+def test_hooked_gates_run_in_torch_with_the_same_result() -> None:
+    """A hook on an attention module must see its tensors: the layer then runs in torch."""
+    T, B = 4, 3
+    layer = _attn_layer("tcsa", "conv", T, seed=2)
+    s = random_spikes(layer.in_shape, T, B, 0.2, seed=6)
+    with torch.inference_mode():
+        fused, _ = layer(Spikes(s.shape, T, B, dense=s.to_dense()), None, "dense", True)
+        seen: list[int] = []
+        gate = layer.lif.membrane_gate
+        assert isinstance(gate, nn.Module)
+        h = gate.register_forward_hook(lambda m, i, o: seen.append(1))
+        try:
+            hooked, _ = layer(Spikes(s.shape, T, B, dense=s.to_dense()), None, "dense", True)
+        finally:
+            h.remove()
+    assert len(seen) == T  # one call per step: the torch path ran
+    d = (fused.to_dense() != hooked.to_dense()).float().mean()
+    assert d < 0.01  # the same spikes up to near-threshold rounding (pools' summation order)
+
+
 # -- model level ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "attn,locations", [("none", None), ("tcsa", None), ("tca", {"t": "conv_pre"})]
+    "attn,locations,placement",
+    [
+        ("none", None, "paper"),
+        ("ca", None, "paper"),  # the main job's model: gated layers fused
+        ("tcsa", None, "paper"),  # TA on the current fused too
+        ("tcsa", None, "code"),  # C/S gates and ReLU on the current: torch output side
+        ("tca", {"t": "conv_pre"}, "paper"),
+    ],
 )
-def test_same_predictions_as_fast_path(attn: str, locations: dict[str, str] | None) -> None:
+def test_same_predictions_as_fast_path(
+    attn: str, locations: dict[str, str] | None, placement: str
+) -> None:
     torch.manual_seed(1)
     T, B = 6, 16
     x = _input(T, B, seed=5)
-    model = create_model("ma_snn3_tiny", attn=attn, timesteps=T, locations=locations)
+    model = create_model(
+        "ma_snn3_tiny", attn=attn, timesteps=T, locations=locations, placement=placement
+    )
     model = _trained_bn(model, x)
     with torch.inference_mode():
         ref = fast(model)(x)
@@ -218,6 +348,7 @@ def test_same_predictions_as_fast_path(attn: str, locations: dict[str, str] | No
         assert (out != ref).float().mean() < 0.05
     routes = eng.last_routes
     assert routes[0][0] == "dense" and len(routes) == 5
+    assert all(la.fused for la in eng.layers) == (placement == "paper")
     if locations:  # conv_pre gates make the inputs non-binary: those layers run dense
         assert [r for r, _ in routes] == ["dense"] * 5
         assert all("conv_pre" in (la.why_dense or "") for la in eng.layers[1:])
@@ -243,10 +374,11 @@ def test_routing_follows_the_threshold() -> None:
     assert [r for r, _ in eng.last_routes] == ["dense"] + ["sparse"] * 4
 
 
+@pytest.mark.parametrize("B", [1, 2])  # below / at the thread count of the small-batch check
 @pytest.mark.parametrize("attn", ["none", "csa"])  # fused LIF everywhere / gated conv layers
-def test_streaming_equals_the_sequence_and_refuses_ta(attn: str) -> None:
+def test_streaming_equals_the_sequence_and_refuses_ta(attn: str, B: int) -> None:
     torch.manual_seed(2)
-    T, B = 5, 2
+    T = 5
     x = _input(T, B, seed=7)
     model = _trained_bn(create_model("ma_snn3_tiny", attn=attn, timesteps=T), x)
     eng = sparse(model)
@@ -323,11 +455,13 @@ def test_ma_snn5_max_pool_after_the_neuron() -> None:
         assert all(d > 0 for _, d in eng.last_routes[1:5])  # the conv layers did get spikes
 
 
-def test_small_batches_split_over_neurons_with_the_same_result() -> None:
-    """``B`` below the thread count: conv over frames + LIF over neurons, not per sample."""
+@pytest.mark.parametrize("attn", ["none", "csa"])
+def test_small_batches_split_over_neurons_with_the_same_result(attn: str) -> None:
+    """``B`` below the thread count: currents over frames first (then a plain LIF over neurons),
+    not one pass per sample; the same spikes."""
     T = 4
     x = _input(T, 4, seed=9)
-    model = _trained_bn(create_model("ma_snn3_tiny", attn="none", timesteps=T), x)
+    model = _trained_bn(create_model("ma_snn3_tiny", attn=attn, timesteps=T), x)
     eng = sparse(model)
     threads = torch.get_num_threads()
     try:

@@ -28,7 +28,6 @@ wherever the reference membrane stays away from threshold (tests/neurons/test_me
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -63,7 +62,9 @@ class FusedMembraneGate(NamedTuple):
     simam: float | None = None
 
 
-class _Dims(ctypes.Structure):
+class KernelDims(ctypes.Structure):
+    """The kernel's sizes (``Dims`` in ``membrane_cpu.cpp``; see :func:`kernel_dims`)."""
+
     _fields_ = [
         ("T", ctypes.c_int64),
         ("B", ctypes.c_int64),
@@ -107,9 +108,8 @@ def load_membrane_library() -> ctypes.CDLL:
     return lib
 
 
-def has_hooks(modules: Iterable[nn.Module]) -> bool:
-    """Whether a global module hook or a hook on any of ``modules`` (or their submodules) is
-    installed: a fused kernel that skips those modules' forward must then not run."""
+def has_hooks(gate: nn.Module) -> bool:
+    """Whether a forward / backward hook (global, or on ``gate`` or a submodule) is set."""
     from torch.nn.modules import module as m
 
     if m._global_forward_hooks or m._global_forward_pre_hooks or m._global_backward_hooks:
@@ -121,8 +121,7 @@ def has_hooks(modules: Iterable[nn.Module]) -> bool:
         or mod._forward_pre_hooks
         or mod._backward_hooks
         or getattr(mod, "_backward_pre_hooks", None)
-        for top in modules
-        for mod in top.modules()
+        for mod in gate.modules()
     )
 
 
@@ -135,7 +134,7 @@ def describe_gate(gate: MembraneGate, x_seq: Tensor) -> FusedMembraneGate:
             f"fused LIF: the membrane gate {type(gate).__name__} has no fused form "
             "(it runs inside the step loop of the reference)"
         )
-    if has_hooks([gate]):
+    if has_hooks(gate):
         raise NotSupportedByBackend("fused LIF: the membrane gate has hooks (they see every step)")
     spec: FusedMembraneGate = describe()
     if x_seq.dim() != 5:
@@ -168,6 +167,13 @@ def describe_gate(gate: MembraneGate, x_seq: Tensor) -> FusedMembraneGate:
     return spec
 
 
+def kernel_weights(spec: FusedMembraneGate) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The kernel's ``(w0, w1, wsa)`` arguments: ``w0, w1`` are CA's MLP weights, or ECA's
+    conv weight and ``None`` (SimAM and no channel gate: both ``None``)."""
+    w0, w1 = (spec.eca, None) if spec.ca is None else spec.ca
+    return w0, w1, spec.sa
+
+
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -176,16 +182,20 @@ def _suffix(dtype: torch.dtype) -> str:
     return "f32" if dtype == torch.float32 else "f64"
 
 
-def _dims(
-    x: Tensor, w0: Tensor | None, w1: Tensor | None, wsa: Tensor | None, simam: float | None
-) -> _Dims:
-    """Kernel sizes; the channel gate is CA (``w0``, ``w1``), ECA (``w0`` only), SimAM
-    (``simam`` = its lambda) or absent."""
-    T, B, C, H, W = x.shape
+def kernel_dims(
+    shape: tuple[int, ...],
+    w0: Tensor | None,
+    w1: Tensor | None,
+    wsa: Tensor | None,
+    simam: float | None,
+) -> KernelDims:
+    """Kernel sizes for input ``shape`` ``(T, B, C, H, W)``; the channel gate is CA (``w0``,
+    ``w1``), ECA (``w0`` only), SimAM (``simam`` = its lambda) or absent."""
+    T, B, C, H, W = shape
     kind = 3 if simam is not None else 0 if w0 is None else (1 if w1 is not None else 2)
     hid = 0 if w0 is None else (w0.shape[0] if kind == 1 else w0.shape[-1])
     k = 0 if wsa is None else wsa.shape[-1]
-    return _Dims(T, B, C, H, W, hid, k, kind, int(wsa is not None), simam or 0.0)
+    return KernelDims(T, B, C, H, W, hid, k, kind, int(wsa is not None), simam or 0.0)
 
 
 def _forward(
@@ -197,9 +207,9 @@ def _forward(
     simam: float | None,
     cp: CParams,
     save: bool,
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, _Dims]:
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, KernelDims]:
     lib = load_membrane_library()
-    d = _dims(x, w0, w1, wsa, simam)
+    d = kernel_dims(tuple(x.shape), w0, w1, wsa, simam)
     spikes = torch.empty_like(x)
     v_last = torch.empty(x.shape[1:], dtype=x.dtype)
     a_save = torch.empty_like(x) if save else None
@@ -301,8 +311,7 @@ def lif_membrane_cpp(
     if smooth:
         plan = plan._replace(scalars={**plan.scalars, "smooth": 1})
     load_membrane_library()
-    w0, w1 = (spec.eca, None) if spec.ca is None else spec.ca
-    wsa = spec.sa
+    w0, w1, wsa = kernel_weights(spec)
     x = x_seq.contiguous()
     v0c = None if v0 is None else v0.contiguous()
     tensors = [t for t in (x, v0c, plan.leak, plan.gain, w0, w1, wsa) if t is not None]

@@ -71,12 +71,26 @@ void ca_forward(const S* a, S* out, S* st, const S* w0, const S* w1, const Dims&
   S* zm = za + hid;
   S* gc = zm + hid;
   for (int64_t c = 0; c < C; ++c) {
+    // 8 interleaved lanes (the loop vectorises), added up in a fixed order
     const S* ac = a + c * HW;
-    S sum = S(0), m = ac[0];
-    for (int64_t p = 0; p < HW; ++p) {
-      sum += ac[p];
-      m = ac[p] > m ? ac[p] : m;
+    S acc[8], mm[8];
+    for (int j = 0; j < 8; ++j) {
+      acc[j] = S(0);
+      mm[j] = ac[0];
     }
+    int64_t p = 0;
+    for (; p + 8 <= HW; p += 8)
+      for (int j = 0; j < 8; ++j) {
+        acc[j] += ac[p + j];
+        mm[j] = ac[p + j] > mm[j] ? ac[p + j] : mm[j];
+      }
+    for (; p < HW; ++p) {
+      acc[0] += ac[p];
+      mm[0] = ac[p] > mm[0] ? ac[p] : mm[0];
+    }
+    S sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    S m = mm[0];
+    for (int j = 1; j < 8; ++j) m = mm[j] > m ? mm[j] : m;
     avg[c] = sum / S(HW);
     mx[c] = m;
   }
@@ -170,23 +184,27 @@ void sa_forward(const S* b, S* out, S* st, const S* wsa, const Dims& d) {
       pmax[p] = v > pmax[p] ? v : pmax[p];
     }
   for (int64_t p = 0; p < HW; ++p) pavg[p] = pavg[p] / S(C);
-  for (int64_t y = 0; y < H; ++y)
-    for (int64_t x = 0; x < W; ++x) {
-      S o = S(0);
-      for (int64_t ch = 0; ch < 2; ++ch) {
-        const S* P = st + ch * HW;
-        for (int64_t dy = 0; dy < k; ++dy) {
-          const int64_t yy = y + dy - r;
-          if (yy < 0 || yy >= H) continue;
-          for (int64_t dx = 0; dx < k; ++dx) {
-            const int64_t xx = x + dx - r;
-            if (xx < 0 || xx >= W) continue;
-            o += wsa[(ch * k + dy) * k + dx] * P[yy * W + xx];
-          }
+  // o[y, x] = sum over (ch, dy, dx), in that order, of wsa * P[ch, y + dy - r, x + dx - r]
+  // (zero padding: out-of-range taps are skipped); one output row at a time, so the inner loop
+  // runs over x (vectorised) while every output still adds its taps in the same order.
+  for (int64_t y = 0; y < H; ++y) {
+    S* o = gs + y * W;
+    for (int64_t x = 0; x < W; ++x) o[x] = S(0);
+    for (int64_t ch = 0; ch < 2; ++ch) {
+      const S* P = st + ch * HW;
+      for (int64_t dy = 0; dy < k; ++dy) {
+        const int64_t yy = y + dy - r;
+        if (yy < 0 || yy >= H) continue;
+        for (int64_t dx = 0; dx < k; ++dx) {
+          const S wv = wsa[(ch * k + dy) * k + dx];
+          const int64_t x0 = r - dx > 0 ? r - dx : 0, x1 = W + r - dx < W ? W + r - dx : W;
+          const S* row = P + yy * W;
+          for (int64_t x = x0; x < x1; ++x) o[x] += wv * row[x + dx - r];
         }
       }
-      gs[y * W + x] = sigmoid(o);
     }
+    for (int64_t x = 0; x < W; ++x) o[x] = sigmoid(o[x]);
+  }
   for (int64_t c = 0; c < C; ++c)
     for (int64_t p = 0; p < HW; ++p) out[c * HW + p] = gs[p] * b[c * HW + p];
 }
@@ -208,44 +226,65 @@ void gated(const S* a, const S* st, S* b_out, S* u_out, const Dims& d) {
     }
 }
 
+// One step of one sample (the whole forward recurrence body): A = charge(V, X[t]) into `at`,
+// the gates (statistics into `st`), fire into `sp`, reset into `v` (updated in place). `bb`,
+// `uu`: (C, HW) scratch. Shared with the sparse inference kernel (masnn/inference/sparse_cpu.cpp),
+// so both run the same arithmetic.
+template <typename S>
+inline void membrane_step(const S* xt, S* v, S* at, S* bb, S* uu, S* st, S* sp, const S* w0,
+                          const S* w1, const S* wsa, const Dims& d, const Params& params) {
+  const Params p = params;  // a local copy: provably not aliased by the stores (the flag tests
+                            // leave the loops, which vectorise)
+  const S k = S(p.leak), vr = S(p.v_rest), g = S(p.gain), th = S(p.v_th), dec = S(p.decay),
+          vres = S(p.v_reset);
+  const int64_t N = d.C * d.H * d.W;
+  for (int64_t i = 0; i < N; ++i) at[i] = charge(v[i], xt[i], k, vr, g, p);
+  const S* cur = at;
+  if (d.has_ca == 1) {
+    ca_forward(cur, bb, st, w0, w1, d);
+    cur = bb;
+  } else if (d.has_ca == 2) {
+    eca_forward(cur, bb, st, w0, d);
+    cur = bb;
+  } else if (d.has_ca == 3) {
+    simam_forward(cur, bb, st, d);
+    cur = bb;
+  }
+  if (d.has_sa) {
+    sa_forward(cur, uu, st + ca_size(d), wsa, d);
+    cur = uu;
+  }
+  if (p.smooth) {  // tests only; kept out of the plain loop, which then vectorises
+    for (int64_t i = 0; i < N; ++i) {
+      const S u = cur[i];
+      const S s = spike(u, th, p);
+      sp[i] = s;
+      v[i] = reset(u, s, th, dec, vres, p);
+    }
+    return;
+  }
+  for (int64_t i = 0; i < N; ++i) {
+    const S u = cur[i];
+    const S s = fire(u, th, p);
+    sp[i] = s;
+    v[i] = reset(u, s, th, dec, vres, p);
+  }
+}
+
 template <typename S>
 void forward(const S* x, const S* v0, S* spikes, S* a_save, S* stats, S* v_last, const S* w0,
              const S* w1, const S* wsa, const Dims& d, const Params& p, int nthreads) {
-  const S k = S(p.leak), vr = S(p.v_rest), g = S(p.gain), th = S(p.v_th), dec = S(p.decay),
-          vres = S(p.v_reset);
-  const int64_t N = d.C * d.H * d.W, ST = stat_size(d), CS = ca_size(d);
+  const int64_t N = d.C * d.H * d.W, ST = stat_size(d);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t b = 0; b < d.B; ++b) {
     std::vector<S> v(N), a(N), bb(N), uu(N), scratch(ST > 0 ? ST : 1);
     for (int64_t i = 0; i < N; ++i) v[i] = v0 ? v0[b * N + i] : S(0);
     for (int64_t t = 0; t < d.T; ++t) {
       const int64_t off = (t * d.B + b) * N;
-      const S* xt = x + off;
       S* at = a_save ? a_save + off : a.data();
-      for (int64_t i = 0; i < N; ++i) at[i] = charge(v[i], xt[i], k, vr, g, p);
       S* st = stats ? stats + (t * d.B + b) * ST : scratch.data();
-      const S* cur = at;
-      if (d.has_ca == 1) {
-        ca_forward(cur, bb.data(), st, w0, w1, d);
-        cur = bb.data();
-      } else if (d.has_ca == 2) {
-        eca_forward(cur, bb.data(), st, w0, d);
-        cur = bb.data();
-      } else if (d.has_ca == 3) {
-        simam_forward(cur, bb.data(), st, d);
-        cur = bb.data();
-      }
-      if (d.has_sa) {
-        sa_forward(cur, uu.data(), st + CS, wsa, d);
-        cur = uu.data();
-      }
-      S* sp = spikes + off;
-      for (int64_t i = 0; i < N; ++i) {
-        const S u = cur[i];
-        const S s = spike(u, th, p);
-        sp[i] = s;
-        v[i] = reset(u, s, th, dec, vres, p);
-      }
+      membrane_step(x + off, v.data(), at, bb.data(), uu.data(), st, spikes + off, w0, w1, wsa,
+                    d, p);
     }
     for (int64_t i = 0; i < N; ++i) v_last[b * N + i] = v[i];
   }
