@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from masnn.attention.channel import ChannelAttention, EfficientChannelAttention, SimAM
+from masnn.attention.pooled import fused_pooled_attention, reference_chain
 from masnn.attention.spatial import SpatialAttention
 from masnn.attention.temporal import TemporalAttention
 from masnn.neurons.backends import NotSupportedByBackend
@@ -42,6 +43,10 @@ class MultiDimAttention(nn.Module):
         sa: a spatial gate or ``None``.
         relu: apply ``ReLU`` after the gates (official code; ``attn="none", attn_relu=True``
             is the ReLU-only control).
+        backend: the model's neuron backend name: ``"torch"`` runs the reference gates (each
+            gate's own forward), any other the fused CPU kernel where it applies
+            (:mod:`masnn.attention.pooled`: TA, and CA / SA pooled over the window), else the
+            reference.
 
     Shape:
         x_seq: ``(T, B, C, H, W)`` (or ``(T, B, F)`` with only ``ta``); output: same shape and
@@ -54,10 +59,14 @@ class MultiDimAttention(nn.Module):
         ca: nn.Module | None = None,
         sa: nn.Module | None = None,
         relu: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.ta, self.ca, self.sa = ta, ca, sa
         self.relu = nn.ReLU() if relu else None
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a str, got {backend!r}")
+        self.backend = backend
 
     def forward(self, x_seq: Tensor) -> Tensor:
         """Apply the gates in T -> C -> S order, then the optional ReLU."""
@@ -71,10 +80,19 @@ class MultiDimAttention(nn.Module):
         # Gates run in fp32 even under autocast (half-precision input is upcast once, here).
         with torch.autocast(x_seq.device.type, enabled=False):
             out = at_least_fp32(x_seq)
-            for gate in (self.ta, self.ca, self.sa):
-                if gate is not None:
-                    out = gate(out)  # (T, B, C, H, W)
-            return out if self.relu is None else self.relu(out)
+            # the one dispatch site of the fused pooled gates (None: the reference runs)
+            if self.backend != "torch" and not (
+                torch.compiler.is_compiling() or torch.jit.is_tracing()
+            ):
+                fused = fused_pooled_attention(
+                    out, self.ta, self.ca, self.sa, self.relu is not None
+                )
+                if fused is not None:
+                    return fused
+            return reference_chain(out, (self.ta, self.ca, self.sa), self.relu)
+
+    def extra_repr(self) -> str:
+        return "" if self.backend == "auto" else f"backend={self.backend!r}"
 
     def fused_frame_gate(self) -> TemporalAttention:
         """The TA gate, for kernels that scale each frame's current by it (the event-driven

@@ -253,8 +253,14 @@ class AttnPlan:
         g = GATES.get(kind)
         return g.build(channels, timesteps, self.hp, g.form(per_step))
 
-    def build(self, location: str, channels: int, timesteps: int) -> nn.Module | None:
+    def build(
+        self, location: str, channels: int, timesteps: int, *, backend: str = "auto"
+    ) -> nn.Module | None:
         """The module of ``location`` for a tensor of ``channels`` channels, or ``None``.
+
+        ``backend`` (the layer's neuron backend name) goes to :class:`MultiDimAttention`:
+        ``"torch"`` keeps its gates on the reference, any other name lets them take the fused
+        pooled kernel (:mod:`masnn.attention.pooled`).
 
         * ``conv_pre``: a :class:`MultiDimAttention` of the gates there (no ReLU);
         * ``conv_post``: a :class:`MultiDimAttention` of the gates there, with the ReLU if on
@@ -291,7 +297,9 @@ class AttnPlan:
         gates = {
             GATES.get(k).slot: self._gate(k, channels, timesteps, self.per_step) for k in kinds
         }
-        return MultiDimAttention(gates.get("t"), gates.get("c"), gates.get("s"), relu=relu)
+        return MultiDimAttention(
+            gates.get("t"), gates.get("c"), gates.get("s"), relu=relu, backend=backend
+        )
 
 
 def as_plan(attn: AttnCfg | AttnPlan) -> AttnPlan:

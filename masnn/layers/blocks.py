@@ -82,7 +82,7 @@ class AttnLIF(nn.Module):
         if not isinstance(neuron, NeuronSpec):
             raise TypeError(f"neuron must be a masnn.neurons.NeuronSpec, got {neuron!r}")
         self.attn = plan
-        self.post_attn = plan.build("conv_post", channels, timesteps)
+        self.post_attn = plan.build("conv_post", channels, timesteps, backend=neuron.backend)
         self.lif = neuron.build(plan.build("membrane", channels, timesteps))
 
     def forward(self, x_seq: Tensor) -> Tensor:
@@ -153,7 +153,9 @@ class SpikingConvBlock(nn.Module):
             raise ValueError(f"unknown pool {pool!r}; allowed: [None, 'avg', 'max']")
         plan = as_plan(attn)
         # conv_pre gates see the input spikes, so they are built for in_channels
-        self.pre_attn = plan.build("conv_pre", in_channels, timesteps)
+        self.pre_attn = plan.build(
+            "conv_pre", in_channels, timesteps, backend=getattr(neuron, "backend", "auto")
+        )
         self.conv = nn.Conv2d(
             in_channels, out_channels, conv_kernel, stride=stride, padding=padding, bias=bias
         )
@@ -228,7 +230,9 @@ class SpikingLinearBlock(nn.Module):
         self.in_features = positive_int("in_features", in_features)
         positive_int("out_features", out_features)
         plan = as_plan(attn).only("t")
-        self.pre_attn = plan.build("conv_pre", in_features, timesteps)
+        self.pre_attn = plan.build(
+            "conv_pre", in_features, timesteps, backend=getattr(neuron, "backend", "auto")
+        )
         self.fc = nn.Linear(in_features, out_features, bias=bias)
         self.bn = nn.BatchNorm1d(out_features) if bn else None
         self.neuron = AttnLIF(

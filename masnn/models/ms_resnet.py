@@ -97,7 +97,7 @@ class MSBasicBlock(nn.Module):
         self.lif2 = neuron.build()
         self.conv2 = SeqToBatch(_conv(out_channels, out_channels, 3, 1))
         self.bn2 = SeqToBatch(_bn(out_channels, BN2_INIT))
-        self.attn = attn.build("residual", out_channels, timesteps)
+        self.attn = attn.build("residual", out_channels, timesteps, backend=neuron.backend)
         self.shortcut: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
             self.shortcut = SeqToBatch(
