@@ -29,7 +29,7 @@ from masnn.attention.channel import ChannelAttention, EfficientChannelAttention,
 from masnn.attention.pooled import fused_pooled_attention, reference_chain
 from masnn.attention.spatial import SpatialAttention
 from masnn.attention.temporal import TemporalAttention
-from masnn.neurons.backends import NotSupportedByBackend
+from masnn.neurons.backends import NotSupportedByBackend, reference_forced
 from masnn.neurons.backends.membrane import FusedMembraneGate
 from masnn.neurons.lif import at_least_fp32
 
@@ -82,7 +82,7 @@ class MultiDimAttention(nn.Module):
             out = at_least_fp32(x_seq)
             # the one dispatch site of the fused pooled gates (None: the reference runs)
             if self.backend != "torch" and not (
-                torch.compiler.is_compiling() or torch.jit.is_tracing()
+                torch.compiler.is_compiling() or torch.jit.is_tracing() or reference_forced()
             ):
                 fused = fused_pooled_attention(
                     out, self.ta, self.ca, self.sa, self.relu is not None
