@@ -151,7 +151,7 @@ class OptimCfg:
     """Optimiser: ``adam`` (paper DVS recipe) or ``sgd`` (ImageNet recipe)."""
 
     name: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
+    lr: float = 2e-3  # the main job's (chosen on validation, docs/training.md)
     weight_decay: float = 0.0
     momentum: float = 0.9
     betas: tuple[float, float] = (0.9, 0.999)
@@ -187,7 +187,7 @@ class LossCfg:
 class RunCfg:
     """Run control: budget, seed, precision, logging and checkpoints."""
 
-    epochs: int = 20
+    epochs: int = 40  # the main job's (chosen on validation, docs/training.md)
     batch_size: int = 16
     eval_batch_size: int | None = None
     seed: int = 0

@@ -70,7 +70,7 @@ def test_tensorboard_tags_grouped_with_test_and_hparams(
         "scalars"
     ]
     hp, metrics = seen["hparams"]
-    assert hp["optim.lr"] == 1e-3 and hp["model.name"] == "ma_snn3_tiny"
+    assert hp["optim.lr"] == 2e-3 and hp["model.name"] == "ma_snn3_tiny"
     assert "hparam/test/acc" in metrics
 
 
