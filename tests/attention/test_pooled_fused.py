@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,8 +33,8 @@ from masnn.attention.channel import ChannelAttention, EfficientChannelAttention
 from masnn.attention.composite import MultiDimAttention
 from masnn.attention.spatial import SpatialAttention
 from masnn.attention.temporal import TemporalAttention
+from tests._kernel_fallback import assert_warned_once, run_without_compiler
 
-REPO = Path(__file__).resolve().parents[2]
 NAMES = ["ta", "ca", "sa", "csa", "tca", "tsa", "tcsa"]
 TOL = {
     torch.float64: ({"rtol": 1e-12, "atol": 1e-14}, {"rtol": 1e-9, "atol": 1e-12}),
@@ -362,18 +359,6 @@ except BuildError as exc:
 
 
 def test_failed_build_falls_back_to_the_reference_with_a_warning(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "MASNN_CXX": str(tmp_path / "no-such-compiler"),
-        "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext"),
-        "PYTHONPATH": str(REPO),
-    }
-    res = subprocess.run(
-        [sys.executable, "-c", _FALLBACK], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert res.returncode == 0, res.stderr
-    msg = "fused pooled-attention kernel unavailable"
-    assert msg in res.stderr and "no-such-compiler" in res.stderr
-    assert res.stderr.count(msg) == 1  # logged once, not per call
+    res = run_without_compiler(tmp_path, _FALLBACK)
+    assert_warned_once(res, "fused pooled-attention kernel unavailable")
     assert "fused raised: C++ compiler" in res.stdout
-    assert not (tmp_path / "ext").exists() or not any((tmp_path / "ext").rglob("*.so"))
