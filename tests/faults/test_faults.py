@@ -25,6 +25,7 @@ import torch
 
 from masnn.cli import main
 from masnn.train import checkpoint as ckpt_io
+from masnn.train.config import OptimCfg
 from tests.data.ibm_fixture import make_ibm
 from tests.faults.conftest import copy_run
 from tests.train.conftest import TINY_MODEL, tiny_overrides
@@ -531,7 +532,7 @@ FAULTS: list[Fault] = [
     Fault("replace", lambda c: (failed_run(c, True), [*_train(c, "run.name=r"), "--replace"])[1], 0, r"", _holds(lambda c: _status(c.tmp / "runs" / "r") == "finished"), one_line=False),
     Fault("resume-finished", lambda c: ["train", "--resume", str(copy_run(c.done, c.tmp))], 2, r"runs/copy is finished \(test accuracy .*%\); nothing to resume"),
     Fault("resume-no-checkpoint", lambda c: ["train", "--resume", str(failed_run(c, False))], 2, r"runs/r holds a failed run .*nothing to resume - start it again with --replace --set run\.name=r"),
-    Fault("resume-other-config", lambda c: ["train", "--resume", str(failed_run(c, True)), "--set", *c.over(), "optim.lr=0.5"], 2, r"another config \(.*optim\.lr: 0\.001 in the checkpoint, 0\.5 now"),
+    Fault("resume-other-config", lambda c: ["train", "--resume", str(failed_run(c, True)), "--set", *c.over(), "optim.lr=0.5"], 2, rf"another config \(.*optim\.lr: {re.escape(str(OptimCfg().lr))} in the checkpoint, 0\.5 now"),
     Fault("resume-best-pt", lambda c: ["train", "--resume", str(failed_run(c, True) / "best.pt")], 2, r"best\.pt: cannot resume from it"),
     Fault("resume-moved-run", moved_resume, 0, r"", _resumed, one_line=False),
     Fault("repeats-again", repeats_again, 2, r"runs/sw-seed0 already holds a finished run: start it again with --replace"),
