@@ -48,7 +48,9 @@ from torch import Tensor, nn
 from masnn.attention.channel import ChannelAttention
 from masnn.attention.spatial import SpatialAttention
 from masnn.attention.temporal import TemporalAttention
-from masnn.neurons.backends.kernel_build import BuildError, load_shared
+from masnn.neurons.backends.kernel_build import LOGGED, BuildError, load_shared, log_once
+from masnn.neurons.backends.kernel_build import dtype_suffix as _suffix
+from masnn.neurons.backends.kernel_build import ptr as _ptr
 from masnn.neurons.backends.membrane import has_hooks
 
 SOURCE = Path(__file__).with_name("pooled_cpu.cpp")
@@ -129,14 +131,6 @@ def unsupported(
 
 def _keep(t: Tensor) -> Tensor:
     return t
-
-
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
-def _suffix(dtype: torch.dtype) -> str:
-    return "f32" if dtype == torch.float32 else "f64"
 
 
 class _Gates:
@@ -386,7 +380,7 @@ def fused_pooled(
     return gates.forward(x.contiguous(), grad=False)
 
 
-_said: set[str] = set()
+_said = LOGGED  # the messages logged once (shared with the other fused kernels)
 _build_failed = False
 
 
@@ -420,10 +414,7 @@ def fused_pooled_attention(
 
 
 def _once(level: int, msg: str) -> None:
-    """Log ``msg`` the first time it occurs in this process."""
-    if msg not in _said:
-        _said.add(msg)
-        _log.log(level, msg)
+    log_once(_log, level, msg)
 
 
 __all__ = ["fused_pooled", "fused_pooled_attention", "load_pooled_library", "unsupported"]

@@ -65,6 +65,7 @@ from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends.cpp import CParams, make_plan
 from masnn.neurons.backends.cpp import forward_kernel as lif_forward
 from masnn.neurons.backends.kernel_build import COMMON, cpu_flags, load_shared
+from masnn.neurons.backends.kernel_build import ptr as _ptr
 from masnn.neurons.backends.membrane import SOURCE as MEMBRANE_SOURCE
 from masnn.neurons.backends.membrane import describe_gate, has_hooks, kernel_dims, kernel_weights
 from masnn.readout import mean_over_time
@@ -102,10 +103,6 @@ def _lib() -> ctypes.CDLL:
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = None, args
     return lib
-
-
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
 
 
 def _threads() -> int:

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masnn.neurons.backends.membrane import has_hooks
+
 
 class _TilingAvgPool(torch.autograd.Function):
     """``avg_pool2d`` with kernel = stride ``k``; saves the input's shape only."""
@@ -143,8 +145,6 @@ def fused_bn_avg_pool(y: Tensor, bn: nn.BatchNorm2d, pool: nn.Module) -> Tensor 
         return None
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
         return None
-    from masnn.neurons.backends.membrane import has_hooks
-
     if has_hooks(bn) or has_hooks(pool):
         return None
     out, mean, var = _BNAvgPool.apply(y, bn.weight, bn.bias, bn.eps, k)

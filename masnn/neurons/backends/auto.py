@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend, reference_forced
-from masnn.neurons.backends.kernel_build import BuildError
+from masnn.neurons.backends.kernel_build import LOGGED, BuildError, log_once
 from masnn.neurons.functional import LIFParams, MembraneGate, lif_multistep
 from masnn.neurons.surrogate import Surrogate
 
@@ -83,14 +83,11 @@ def lif_auto(
     return lif_multistep(x_seq, v0, params, surrogate, gate)
 
 
-_said: set[str] = set()
+_said = LOGGED  # the messages logged once (shared with the other fused kernels)
 
 
 def _once(level: int, msg: str) -> None:
-    """Log ``msg`` the first time it occurs in this process."""
-    if msg not in _said:
-        _said.add(msg)
-        _log.log(level, msg)
+    log_once(_log, level, msg)
 
 
 NEURON_BACKENDS.add("auto", lif_auto)

@@ -29,7 +29,9 @@ import torch
 from torch import Tensor
 
 from masnn.neurons.backends import NEURON_BACKENDS, NotSupportedByBackend, refuse_double_backward
+from masnn.neurons.backends.kernel_build import dtype_suffix as _suffix
 from masnn.neurons.backends.kernel_build import load_library
+from masnn.neurons.backends.kernel_build import ptr as _ptr
 from masnn.neurons.functional import LIFParams, MembraneGate
 from masnn.neurons.surrogate import SURROGATES, Surrogate
 
@@ -138,14 +140,6 @@ def make_plan(
         smooth=0,
     )
     return Plan(scalars, leak_t, gain_t)
-
-
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
-def _suffix(dtype: torch.dtype) -> str:
-    return "f32" if dtype == torch.float32 else "f64"
 
 
 def forward_kernel(

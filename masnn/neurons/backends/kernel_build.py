@@ -25,8 +25,33 @@ import subprocess
 import tempfile
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 _log = logging.getLogger("masnn.neurons.backends")
+
+#: Messages :func:`log_once` has logged in this process (shared by every fused-kernel module).
+LOGGED: set[str] = set()
+
+
+def log_once(logger: logging.Logger, level: int, msg: str) -> None:
+    """Log ``msg`` the first time it occurs in this process (fallback reasons, build failures)."""
+    if msg not in LOGGED:
+        LOGGED.add(msg)
+        logger.log(level, msg)
+
+
+def ptr(t: torch.Tensor | None) -> int | None:
+    """A tensor's data pointer for a kernel call through ctypes (``None``: a null pointer)."""
+    return None if t is None else t.data_ptr()
+
+
+def dtype_suffix(dtype: torch.dtype) -> str:
+    """The kernels' entry-point suffix of a float32 / float64 tensor."""
+    return "f32" if dtype.itemsize == 4 else "f64"
+
 
 SOURCE = Path(__file__).with_name("lif_cpu.cpp")
 #: The LIF step shared by both CPU kernels (``#include``d; hashed into each build key).

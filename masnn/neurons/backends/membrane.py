@@ -38,6 +38,8 @@ from torch import Tensor, nn
 from masnn.neurons.backends import NotSupportedByBackend, refuse_double_backward
 from masnn.neurons.backends.cpp import CParams, check_shapes, make_plan
 from masnn.neurons.backends.kernel_build import COMMON, load_shared
+from masnn.neurons.backends.kernel_build import dtype_suffix as _suffix
+from masnn.neurons.backends.kernel_build import ptr as _ptr
 from masnn.neurons.functional import LIFParams, MembraneGate
 from masnn.neurons.surrogate import Surrogate
 
@@ -172,14 +174,6 @@ def kernel_weights(spec: FusedMembraneGate) -> tuple[Tensor | None, Tensor | Non
     conv weight and ``None`` (SimAM and no channel gate: both ``None``)."""
     w0, w1 = (spec.eca, None) if spec.ca is None else spec.ca
     return w0, w1, spec.sa
-
-
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
-def _suffix(dtype: torch.dtype) -> str:
-    return "f32" if dtype == torch.float32 else "f64"
 
 
 def kernel_dims(
