@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from masnn.attention.checks import positive_int
 from masnn.attention.plan import AttnCfg, AttnPlan, as_plan
+from masnn.layers.bn_lif import fused_bn_lif
 from masnn.layers.pool import AvgPool2d, fused_bn_avg_pool
 from masnn.layout import seq_apply
 from masnn.neurons.spec import NeuronSpec
@@ -180,8 +181,12 @@ class SpikingConvBlock(nn.Module):
             )
         if self.pre_attn is not None:
             x_seq = self.pre_attn(x_seq)  # (T, B, C_in, H, W)
-        x_seq = seq_apply(self._current, x_seq)  # (T, B, C_out, H', W')
-        spikes = self.neuron(x_seq)
+        if self.pool is None or self.pool_after_neuron:
+            y = seq_apply(self.conv, x_seq)  # (T, B, C_out, H, W)
+            fused = fused_bn_lif(y, self.bn, self.neuron)  # BN read inside the LIF kernel
+            spikes = fused if fused is not None else self.neuron(seq_apply(self.bn, y))
+        else:
+            spikes = self.neuron(seq_apply(self._current, x_seq))  # (T, B, C_out, H', W')
         if self.pool is not None and self.pool_after_neuron:
             spikes = seq_apply(self.pool, spikes)  # (T, B, C_out, H', W')
         return spikes

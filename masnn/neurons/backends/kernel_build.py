@@ -186,6 +186,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     lib.masnn_lif_chunk.restype = i64
     lib.masnn_lif_chunk.argtypes = []
+    lib.masnn_lif_blocks.restype = i64
+    lib.masnn_lif_blocks.argtypes = [i64, i64]
     for dt in ("f32", "f64"):
         fwd = getattr(lib, f"masnn_lif_forward_{dt}")
         fwd.restype = None
@@ -193,3 +195,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         bwd = getattr(lib, f"masnn_lif_backward_{dt}")
         bwd.restype = None
         bwd.argtypes = [p, p, p, p, p, p, p, p, i64, i64, p, i32]
+        bn_fwd = getattr(lib, f"masnn_bnlif_forward_{dt}")
+        bn_fwd.restype = None
+        bn_fwd.argtypes = [p, p, p, i64, i64, p, p, p, i64, i64, p, i32]
+        bn_bwd = getattr(lib, f"masnn_bnlif_backward_{dt}")
+        bn_bwd.restype = None
+        bn_bwd.argtypes = [p, p, p, p, p, p, i64, i64, p, p, p, p, p, p, p, i64, i64, p, i32]
+        bn_grad = getattr(lib, f"masnn_bn_input_grad_{dt}")
+        bn_grad.restype = None
+        bn_grad.argtypes = [p, p, p, p, p, p, i64, i64, i64, i32]

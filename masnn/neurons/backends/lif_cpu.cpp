@@ -21,16 +21,49 @@ using namespace masnn_lif;
 
 constexpr int64_t CHUNK = 512;
 
+// BatchNorm's per-channel affine map read into the kernel (the fused BN + LIF entries): the
+// input is y (the conv output), the LIF's input current is X = y * scale[c] + shift[c] (the
+// operation order of ATen's CPU batch_norm), so the normalised tensor is never written. Neuron n
+// of a (T, N) row lies in plane p = n / hw (N = B * C * hw), channel p % C. The plain LIF is the
+// geometry of one plane of N neurons and no map.
 template <typename S>
+struct Affine {
+  const S* scale;   // (C)
+  const S* shift;   // (C)
+  const S* mean;    // (C) backward: the centre of the reduction sum(g * (y - mean))
+  int64_t C;
+  int64_t hw;
+  double* part_g;   // (nchunks) backward out: per-block sum of dL/dX
+  double* part_gy;  // (nchunks) backward out: per-block sum of dL/dX * (y - mean)
+};
+
+// Blocks never straddle a plane (one channel per block): block c is plane c / per_plane, neurons
+// [(c % per_plane) * CHUNK, + CHUNK) of it. The plain LIF (hw = N) gives the flat split.
+struct Blocks {
+  int64_t hw, per_plane, count;
+  Blocks(int64_t N, int64_t hw_) : hw(hw_), per_plane((hw_ + CHUNK - 1) / CHUNK),
+                                   count((N / hw_) * ((hw_ + CHUNK - 1) / CHUNK)) {}
+  int64_t plane(int64_t c) const { return c / per_plane; }
+  int64_t start(int64_t c) const { return plane(c) * hw + (c % per_plane) * CHUNK; }
+  int64_t len(int64_t c) const {
+    const int64_t off = (c % per_plane) * CHUNK;
+    return (hw - off) < CHUNK ? (hw - off) : CHUNK;
+  }
+};
+
+template <typename S, bool BN>
 void forward(const S* x, const S* v0, S* spikes, S* u_save, S* v_last, int64_t T, int64_t N,
-             const Params& p, int nthreads) {
+             const Params& p, const Affine<S>* bn, int nthreads) {
   const S k = S(p.leak), vr = S(p.v_rest), g = S(p.gain), th = S(p.v_th), dec = S(p.decay),
           vres = S(p.v_reset);
-  const int64_t nchunks = (N + CHUNK - 1) / CHUNK;
+  const Blocks blk(N, BN ? bn->hw : N);
+  const int64_t nchunks = blk.count;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t n0 = c * CHUNK;
-    const int64_t len = (N - n0) < CHUNK ? (N - n0) : CHUNK;
+    const int64_t n0 = blk.start(c);
+    const int64_t len = blk.len(c);
+    const int64_t ch = BN ? blk.plane(c) % bn->C : 0;
+    const S sc = BN ? bn->scale[ch] : S(1), sh = BN ? bn->shift[ch] : S(0);
     S v[CHUNK];
     for (int64_t i = 0; i < len; ++i) v[i] = v0 ? v0[n0 + i] : S(0);
     for (int64_t t = 0; t < T; ++t) {
@@ -38,7 +71,8 @@ void forward(const S* x, const S* v0, S* spikes, S* u_save, S* v_last, int64_t T
       S* st = spikes + t * N + n0;
       S* ut = u_save ? u_save + t * N + n0 : nullptr;
       for (int64_t i = 0; i < len; ++i) {
-        S u = charge(v[i], xt[i], k, vr, g, p);
+        const S xi = BN ? xt[i] * sc + sh : xt[i];
+        S u = charge(v[i], xi, k, vr, g, p);
         S s = fire(u, th, p);
         st[i] = s;
         if (ut) ut[i] = u;
@@ -60,10 +94,11 @@ void forward(const S* x, const S* v0, S* spikes, S* u_save, S* v_last, int64_t T
 // grad_s: (T, N); grad_vlast: (N); x: (T, N) the forward's input; v0: (N) or null (zeros).
 // grad_x: (T, N) out; grad_v0: (N) out or null; part_leak / part_gain: (nchunks) per-block
 // partial sums (summed by the caller in a fixed order: deterministic).
-template <typename S, int SG, bool HARD, bool DETACH, bool STRICT, bool NEED_K, bool NEED_G>
+template <typename S, int SG, bool HARD, bool DETACH, bool STRICT, bool NEED_K, bool NEED_G,
+          bool BN>
 void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S* grad_x,
                 S* grad_v0, double* part_leak, double* part_gain, int64_t T, int64_t N,
-                const Params& p, int nthreads) {
+                const Params& p, const Affine<S>* bn, int nthreads) {
   // the forward pass's constants (for the recomputation)
   const S fk = S(p.leak), fvr = S(p.v_rest), fg = S(p.gain), fth = S(p.v_th), fdec = S(p.decay),
           fvres = S(p.v_reset);
@@ -72,17 +107,23 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S
   const S dec = p.has_decay ? S(p.decay) : S(1), vres = p.has_vreset ? S(p.v_reset) : S(0);
   const S a = S(p.sg_param);
   const S one_minus_k = S(1) - k;
-  const int64_t nchunks = (N + CHUNK - 1) / CHUNK;
+  const Blocks blk(N, BN ? bn->hw : N);
+  const int64_t nchunks = blk.count;
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<S> ubuf(static_cast<size_t>(T) * CHUNK);
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < nchunks; ++c) {
-      const int64_t n0 = c * CHUNK;
-      const int64_t len = (N - n0) < CHUNK ? (N - n0) : CHUNK;
+      const int64_t n0 = blk.start(c);
+      const int64_t len = blk.len(c);
+      const int64_t ch = BN ? blk.plane(c) % bn->C : 0;
+      const S sc = BN ? bn->scale[ch] : S(1), sh = BN ? bn->shift[ch] : S(0);
+      const S mu = BN ? bn->mean[ch] : S(0);
       S gv[CHUNK];
       S acc_k[CHUNK];
       S acc_g[CHUNK];
+      S acc_bg[CHUNK];   // BN: sum over t of dL/dX
+      S acc_bgy[CHUNK];  // BN: sum over t of dL/dX * (y - mean)
       S vprev[CHUNK];
       // recompute U[t] of this block (as forward() does)
       for (int64_t i = 0; i < len; ++i) gv[i] = v0 ? v0[n0 + i] : S(0);  // gv: V, for now
@@ -90,7 +131,8 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S
         const S* xt = x + t * N + n0;
         S* ut = ubuf.data() + t * CHUNK;
         for (int64_t i = 0; i < len; ++i) {
-          S u = charge(gv[i], xt[i], fk, fvr, fg, p);
+          const S xi = BN ? xt[i] * sc + sh : xt[i];
+          S u = charge(gv[i], xi, fk, fvr, fg, p);
           S s = fire(u, fth, p);
           ut[i] = u;
           gv[i] = reset(u, s, fth, fdec, fvres, p);
@@ -100,10 +142,13 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S
         gv[i] = grad_vlast[n0 + i];
         acc_k[i] = S(0);
         acc_g[i] = S(0);
+        acc_bg[i] = S(0);
+        acc_bgy[i] = S(0);
       }
       for (int64_t t = T - 1; t >= 0; --t) {
         const S* __restrict ut = ubuf.data() + t * CHUNK;
         const S* __restrict gst = grad_s + t * N + n0;
+        const S* __restrict xt = x + t * N + n0;
         S* __restrict gxt = grad_x + t * N + n0;
         if (NEED_K) {  // the post-reset membrane V[t-1] this step leaked from
           if (t > 0) {
@@ -133,10 +178,15 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S
             if (!DETACH) gs = gs - gvi * dec * th;
             gu = sg * gs + gvi * dec;
           }
-          gxt[i] = g * gu;
+          const S gx = g * gu;
+          gxt[i] = gx;
           gv[i] = one_minus_k * gu;
           if (NEED_K) acc_k[i] = acc_k[i] + gu * (vr - vprev[i]);
-          if (NEED_G) acc_g[i] = acc_g[i] + gu * x[t * N + n0 + i];
+          if (NEED_G) acc_g[i] = acc_g[i] + gu * (BN ? xt[i] * sc + sh : xt[i]);
+          if (BN) {
+            acc_bg[i] = acc_bg[i] + gx;
+            acc_bgy[i] = acc_bgy[i] + gx * (xt[i] - mu);
+          }
         }
       }
       if (grad_v0)
@@ -151,45 +201,72 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S
         for (int64_t i = 0; i < len; ++i) sum += double(acc_g[i]);
         part_gain[c] = sum;
       }
+      if (BN) {
+        double sg_ = 0.0, sgy = 0.0;
+        for (int64_t i = 0; i < len; ++i) {
+          sg_ += double(acc_bg[i]);
+          sgy += double(acc_bgy[i]);
+        }
+        bn->part_g[c] = sg_;
+        bn->part_gy[c] = sgy;
+      }
     }
   }
 }
 
-template <typename S, int SG, bool HARD, bool DETACH, bool STRICT>
-void backward_k(const S* gs, const S* gvl, const S* x, const S* v0, S* gx, S* gv0,
-                double* pk, double* pg, int64_t T, int64_t N, const Params& p, int nt) {
+#define MASNN_BWD_ARGS gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, bn, nt
+#define MASNN_BWD_PARAMS                                                                      \
+  const S *gs, const S *gvl, const S *x, const S *v0, S *gx, S *gv0, double *pk, double *pg, \
+      int64_t T, int64_t N, const Params &p, const Affine<S> *bn, int nt
+
+template <typename S, int SG, bool HARD, bool DETACH, bool STRICT, bool BN>
+void backward_k(MASNN_BWD_PARAMS) {
   if (pk && pg)
-    backward_t<S, SG, HARD, DETACH, STRICT, true, true>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt);
+    backward_t<S, SG, HARD, DETACH, STRICT, true, true, BN>(MASNN_BWD_ARGS);
   else if (pk)
-    backward_t<S, SG, HARD, DETACH, STRICT, true, false>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt);
+    backward_t<S, SG, HARD, DETACH, STRICT, true, false, BN>(MASNN_BWD_ARGS);
   else if (pg)
-    backward_t<S, SG, HARD, DETACH, STRICT, false, true>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt);
+    backward_t<S, SG, HARD, DETACH, STRICT, false, true, BN>(MASNN_BWD_ARGS);
   else
-    backward_t<S, SG, HARD, DETACH, STRICT, false, false>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt);
+    backward_t<S, SG, HARD, DETACH, STRICT, false, false, BN>(MASNN_BWD_ARGS);
 }
 
-template <typename S, int SG>
-void backward_s(const S* gs, const S* gvl, const S* x, const S* v0, S* gx, S* gv0,
-                double* pk, double* pg, int64_t T, int64_t N, const Params& p, int nt) {
+template <typename S, int SG, bool BN>
+void backward_s(MASNN_BWD_PARAMS) {
   const int key = (p.hard ? 4 : 0) | (p.detach ? 2 : 0) | (p.strict ? 1 : 0);
   switch (key) {
-    case 0: backward_k<S, SG, false, false, false>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt); break;
-    case 1: backward_k<S, SG, false, false, true>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt); break;
-    case 2: backward_k<S, SG, false, true, false>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt); break;
-    case 3: backward_k<S, SG, false, true, true>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt); break;
-    case 4: backward_k<S, SG, true, false, false>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt); break;
-    case 5: backward_k<S, SG, true, false, true>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt); break;
-    case 6: backward_k<S, SG, true, true, false>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt); break;
-    default: backward_k<S, SG, true, true, true>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt); break;
+    case 0: backward_k<S, SG, false, false, false, BN>(MASNN_BWD_ARGS); break;
+    case 1: backward_k<S, SG, false, false, true, BN>(MASNN_BWD_ARGS); break;
+    case 2: backward_k<S, SG, false, true, false, BN>(MASNN_BWD_ARGS); break;
+    case 3: backward_k<S, SG, false, true, true, BN>(MASNN_BWD_ARGS); break;
+    case 4: backward_k<S, SG, true, false, false, BN>(MASNN_BWD_ARGS); break;
+    case 5: backward_k<S, SG, true, false, true, BN>(MASNN_BWD_ARGS); break;
+    case 6: backward_k<S, SG, true, true, false, BN>(MASNN_BWD_ARGS); break;
+    default: backward_k<S, SG, true, true, true, BN>(MASNN_BWD_ARGS); break;
   }
 }
 
-template <typename S>
-void backward(const S* gs, const S* gvl, const S* x, const S* v0, S* gx, S* gv0,
-              double* pk, double* pg, int64_t T, int64_t N, const Params& p, int nt) {
+template <typename S, bool BN>
+void backward(MASNN_BWD_PARAMS) {
   with_surrogate(p.surrogate, [&](auto sg) {
-    backward_s<S, decltype(sg)::value>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, p, nt);
+    backward_s<S, decltype(sg)::value, BN>(MASNN_BWD_ARGS);
   });
+}
+
+// BatchNorm's input gradient from dL/dX (in place) once the per-channel reductions are known:
+// dL/dy = a[c] * g - d[c] - b[c] * (y - mean[c]) (training; eval: b = d = 0). P planes of hw
+// elements, channel p % C.
+template <typename S>
+void bn_input_grad(S* g, const S* y, const S* a, const S* d, const S* b, const S* mean,
+                   int64_t P, int64_t C, int64_t hw, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t pl = 0; pl < P; ++pl) {
+    const int64_t ch = pl % C;
+    const S ac = a[ch], dc = d[ch], bc = b[ch], mc = mean[ch];
+    S* __restrict gp = g + pl * hw;
+    const S* __restrict yp = y + pl * hw;
+    for (int64_t i = 0; i < hw; ++i) gp[i] = ac * gp[i] - dc - bc * (yp[i] - mc);
+  }
 }
 
 }  // namespace
@@ -198,30 +275,39 @@ extern "C" {
 
 int64_t masnn_lif_chunk() { return CHUNK; }
 
-void masnn_lif_forward_f32(const float* x, const float* v0, float* spikes, float* u_save,
-                           float* v_last, int64_t T, int64_t N, const Params* p, int nthreads) {
-  forward<float>(x, v0, spikes, u_save, v_last, T, N, *p, nthreads);
-}
+// The number of blocks (entries of the per-block partial sums) for N neurons in planes of hw.
+int64_t masnn_lif_blocks(int64_t N, int64_t hw) { return Blocks(N, hw).count; }
 
-void masnn_lif_forward_f64(const double* x, const double* v0, double* spikes, double* u_save,
-                           double* v_last, int64_t T, int64_t N, const Params* p, int nthreads) {
-  forward<double>(x, v0, spikes, u_save, v_last, T, N, *p, nthreads);
-}
+#define MASNN_ENTRIES(S, SUF)                                                                  \
+  void masnn_lif_forward_##SUF(const S* x, const S* v0, S* spikes, S* u_save, S* v_last,      \
+                               int64_t T, int64_t N, const Params* p, int nthreads) {         \
+    forward<S, false>(x, v0, spikes, u_save, v_last, T, N, *p, nullptr, nthreads);           \
+  }                                                                                            \
+  void masnn_lif_backward_##SUF(const S* gs, const S* gvl, const S* x, const S* v0, S* gx,    \
+                                S* gv0, double* pk, double* pg, int64_t T, int64_t N,         \
+                                const Params* p, int nt) {                                     \
+    backward<S, false>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, *p, nullptr, nt);              \
+  }                                                                                            \
+  void masnn_bnlif_forward_##SUF(const S* y, const S* scale, const S* shift, int64_t C,       \
+                                 int64_t hw, const S* v0, S* spikes, S* v_last, int64_t T,    \
+                                 int64_t N, const Params* p, int nthreads) {                   \
+    const Affine<S> bn{scale, shift, nullptr, C, hw, nullptr, nullptr};                        \
+    forward<S, true>(y, v0, spikes, nullptr, v_last, T, N, *p, &bn, nthreads);               \
+  }                                                                                            \
+  void masnn_bnlif_backward_##SUF(const S* gs, const S* gvl, const S* y, const S* scale,     \
+                                  const S* shift, const S* mean, int64_t C, int64_t hw,       \
+                                  const S* v0, S* gx, S* gv0, double* pk, double* pg,         \
+                                  double* part_g, double* part_gy, int64_t T, int64_t N,      \
+                                  const Params* p, int nt) {                                   \
+    const Affine<S> bn{scale, shift, mean, C, hw, part_g, part_gy};                            \
+    backward<S, true>(gs, gvl, y, v0, gx, gv0, pk, pg, T, N, *p, &bn, nt);                   \
+  }                                                                                            \
+  void masnn_bn_input_grad_##SUF(S* g, const S* y, const S* a, const S* d, const S* b,       \
+                                 const S* mean, int64_t P, int64_t C, int64_t hw, int nt) {   \
+    bn_input_grad<S>(g, y, a, d, b, mean, P, C, hw, nt);                                       \
+  }
 
-void masnn_lif_backward_f32(const float* grad_s, const float* grad_vlast, const float* x,
-                            const float* v0, float* grad_x, float* grad_v0, double* part_leak,
-                            double* part_gain, int64_t T, int64_t N, const Params* p,
-                            int nthreads) {
-  backward<float>(grad_s, grad_vlast, x, v0, grad_x, grad_v0, part_leak, part_gain, T, N, *p,
-                  nthreads);
-}
-
-void masnn_lif_backward_f64(const double* grad_s, const double* grad_vlast, const double* x,
-                            const double* v0, double* grad_x, double* grad_v0, double* part_leak,
-                            double* part_gain, int64_t T, int64_t N, const Params* p,
-                            int nthreads) {
-  backward<double>(grad_s, grad_vlast, x, v0, grad_x, grad_v0, part_leak, part_gain, T, N, *p,
-                   nthreads);
-}
+MASNN_ENTRIES(float, f32)
+MASNN_ENTRIES(double, f64)
 
 }  // extern "C"
