@@ -17,8 +17,8 @@ tensor is never allocated. The caller (:func:`masnn.layers.bn_lif.fused_bn_lif`)
 this is exact (no hooks, no gate between BN and the neuron, ...) and updates BN's running
 statistics from the returned batch statistics.
 
-Numerics: the statistics come from :func:`torch.var_mean` (BN's own kernel accumulates in
-another order), so the current ``X`` equals BN's output to float rounding, not bit for bit;
+Numerics: the batch statistics are summed in double per ``H x W`` plane by the kernel
+(:func:`batch_stats`; BN's own kernel accumulates in another order), so the current ``X`` equals BN's output to float rounding, not bit for bit;
 spikes are identical away from threshold, gradients equal up to rounding and summation order.
 """
 
@@ -54,12 +54,30 @@ class BNArgs(NamedTuple):
     running_var: Tensor | None
 
 
+def batch_stats(y: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and biased variance of contiguous ``y (T, B, C, H, W)`` over all but
+    ``C``: each ``H x W`` plane's mean and squared deviations in double (the kernel), combined
+    per channel by Chan et al.'s formula (planes in a fixed order: deterministic)."""
+    lib = load_library()
+    T, B, C = y.shape[:3]
+    hw = y[0, 0, 0].numel()
+    mean_p = torch.empty(T * B * C, dtype=torch.float64)
+    m2_p = torch.empty(T * B * C, dtype=torch.float64)
+    getattr(lib, f"masnn_bn_plane_stats_{_suffix(y.dtype)}")(
+        _ptr(y), _ptr(mean_p), _ptr(m2_p), T * B * C, hw, torch.get_num_threads()
+    )
+    mean_p, m2_p = mean_p.view(T * B, C), m2_p.view(T * B, C)
+    mean = mean_p.mean(0)
+    m2 = m2_p.sum(0) + ((mean_p - mean) ** 2).sum(0) * hw
+    return mean.to(y.dtype), (m2 / (T * B * hw)).to(y.dtype)
+
+
 def _affine(y: Tensor, bn: BNArgs) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
     """``(scale, shift, mean, invstd, var)`` per channel (``var``: biased batch variance, or
     ``None`` with running statistics), computed without recording a graph."""
     with torch.no_grad():
         if bn.batch_stats:
-            var, mean = torch.var_mean(y, dim=(0, 1, 3, 4), unbiased=False)
+            mean, var = batch_stats(y)
             stat_var: Tensor | None = var
         else:
             assert bn.running_mean is not None and bn.running_var is not None

@@ -204,3 +204,6 @@ def _declare(lib: ctypes.CDLL) -> None:
         bn_grad = getattr(lib, f"masnn_bn_input_grad_{dt}")
         bn_grad.restype = None
         bn_grad.argtypes = [p, p, p, p, p, p, i64, i64, i64, i32]
+        bn_stats = getattr(lib, f"masnn_bn_plane_stats_{dt}")
+        bn_stats.restype = None
+        bn_stats.argtypes = [p, p, p, i64, i64, i32]

@@ -269,6 +269,27 @@ void bn_input_grad(S* g, const S* y, const S* a, const S* d, const S* b, const S
   }
 }
 
+// Per-plane statistics for BatchNorm's batch mean and variance: P planes of hw elements, each
+// plane's mean and sum of squared deviations from it, in double (two passes over a plane that
+// stays in cache). The caller combines the planes of a channel (Chan et al.'s pairwise formula).
+template <typename S>
+void plane_stats(const S* y, double* mean, double* m2, int64_t P, int64_t hw, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t pl = 0; pl < P; ++pl) {
+    const S* __restrict yp = y + pl * hw;
+    double s = 0.0;
+    for (int64_t i = 0; i < hw; ++i) s += double(yp[i]);
+    const double mu = s / double(hw);
+    double q = 0.0;
+    for (int64_t i = 0; i < hw; ++i) {
+      const double d = double(yp[i]) - mu;
+      q += d * d;
+    }
+    mean[pl] = mu;
+    m2[pl] = q;
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -305,6 +326,10 @@ int64_t masnn_lif_blocks(int64_t N, int64_t hw) { return Blocks(N, hw).count; }
   void masnn_bn_input_grad_##SUF(S* g, const S* y, const S* a, const S* d, const S* b,       \
                                  const S* mean, int64_t P, int64_t C, int64_t hw, int nt) {   \
     bn_input_grad<S>(g, y, a, d, b, mean, P, C, hw, nt);                                       \
+  }                                                                                            \
+  void masnn_bn_plane_stats_##SUF(const S* y, double* mean, double* m2, int64_t P,            \
+                                  int64_t hw, int nt) {                                        \
+    plane_stats<S>(y, mean, m2, P, hw, nt);                                                    \
   }
 
 MASNN_ENTRIES(float, f32)
