@@ -27,7 +27,7 @@ from masnn.layers import blocks as blocks_mod
 from masnn.layers.bn_lif import fused_bn_lif
 from masnn.layout import seq_apply
 from masnn.neurons import NeuronSpec, lif_multistep
-from masnn.neurons.backends import reference_only
+from masnn.neurons.backends import kernel_build, reference_only
 from masnn.neurons.functional import charge
 from masnn.neurons.presets import NEURON_PRESETS
 
@@ -175,7 +175,10 @@ def test_double_backward_is_refused() -> None:
         torch.autograd.grad(out.sum(), y, create_graph=True)
 
 
-def test_hooks_and_uncovered_configurations_fall_back(caplog: pytest.LogCaptureFixture) -> None:
+def test_hooks_and_uncovered_configurations_fall_back(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kernel_build, "LOGGED", set())  # this process's earlier messages
     y = _inputs((3, 2, 4, 5, 5), torch.float32, seed=10)
     bn, neuron, _, _ = _pair(4, 3)
     seen = []
