@@ -11,7 +11,10 @@ median / min / max wall time per iteration, peak RSS and the RSS right after the
   ``train`` (MSE on output rates vs one-hot, SGD step) or ``infer`` (eval, no grad);
   lib ``floor`` = the convolutions and linear layers alone; ``masnn-fast`` = the
   inference fast path (:func:`masnn.inference.fast`); ``masnn-ckpt`` = training with block
-  checkpointing (:func:`masnn.layers.checkpoint.enable_checkpointing`).
+  checkpointing (:func:`masnn.layers.checkpoint.enable_checkpointing`); ``masnn-bnunfused`` =
+  training with BatchNorm and the LIF as two modules where masnn fuses them
+  (:func:`masnn.layers.bn_lif.fused_bn_lif`; the A/B in one process:
+  ``benchmarks/bench_bn_lif.py``).
 * ``breakdown``: one masnn train step split into conv / BN / neuron / attention / other.
 * ``stream``: per-step latency of :class:`masnn.models.streaming.StreamingModel` over a causal
   ``ma_snn3`` (``variant`` ``csa-paper``: CA + SA on the membrane), eval, batch ``B``; every
@@ -126,11 +129,23 @@ def _reset(mod: Any) -> None:
                 m.reset()
 
 
+def unfuse_bn_lif(net: nn.Module) -> int:
+    """Run BatchNorm and the LIF of every conv block as two modules (a no-op forward pre-hook
+    on each block's neuron: :func:`masnn.layers.bn_lif.fused_bn_lif` falls back on hooks; the
+    BN + AvgPool fusion is untouched). Returns how many blocks."""
+    from masnn.layers import SpikingConvBlock
+
+    blocks = [m for m in net.modules() if isinstance(m, SpikingConvBlock)]
+    for b in blocks:
+        b.neuron.register_forward_pre_hook(lambda *_: None)
+    return len(blocks)
+
+
 def build_net(row: Row) -> nn.Module:
     """The row's network (see :mod:`masnn.bench.nets`)."""
     from masnn.bench.nets import build_ma_snn3, build_ma_snn5
 
-    lib = "masnn" if row.lib in ("masnn-fast", "masnn-ckpt") else row.lib
+    lib = "masnn" if row.lib in ("masnn-fast", "masnn-ckpt", "masnn-bnunfused") else row.lib
     if row.net == "ma_snn5":
         return build_ma_snn5(lib, row.T)
     return build_ma_snn3(lib, row.variant, row.T)
@@ -161,6 +176,8 @@ def _net_step_fn(row: Row) -> Callable[[], Any]:
 
         return infer
     net.train()
+    if row.lib == "masnn-bnunfused":
+        unfuse_bn_lif(net)
     if row.lib == "masnn-ckpt":
         from masnn.layers.checkpoint import enable_checkpointing
 

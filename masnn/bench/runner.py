@@ -56,6 +56,8 @@ def _net_rows(shapes: Iterable[tuple[int, int]], repeat: int, peers: bool = True
                 out.append(Row("net", lib, group, mode=mode, T=T, B=B, repeat=repeat))
             if mode == "train":
                 out.append(Row("net", "masnn-ckpt", group, mode=mode, T=T, B=B, repeat=repeat))
+                out.append(Row("net", "masnn-bnunfused", group, mode=mode, T=T, B=B,
+                               repeat=repeat))  # fmt: skip
             if mode == "infer":
                 out.append(Row("net", "masnn-fast", group, mode=mode, T=T, B=B, repeat=repeat))
             for v in ("tcsa-code", "tcsa-paper", "csa-paper"):
@@ -131,7 +133,7 @@ def rows(profile: str) -> list[Row]:
             for v in ("vanilla", "tcsa-code", "tcsa-paper"):
                 out.append(Row("breakdown", "masnn", f"breakdown T={T} B={B}", variant=v, T=T,
                                B=B, repeat=3))  # fmt: skip
-        for lib in ("floor", "masnn", "sj"):
+        for lib in ("floor", "masnn", "masnn-bnunfused", "sj"):
             if lib != "floor":
                 out.append(Row("net", lib, "ma_snn5 train T=20 B=2", net="ma_snn5", T=20, B=2,
                                repeat=3))  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from masnn.bench import Row, format_tables, measure, rows, run_row
 from masnn.bench.runner import PEER_MODULES
@@ -12,9 +13,31 @@ from masnn.cli import main
 def test_lif_and_net_rows_measure_in_process() -> None:
     lif = measure(Row("lif", "masnn:cpp", "g", mode="fwdbwd", T=3, size=(2, 5), repeat=2))
     assert lif["min_ms"] <= lif["median_ms"] <= lif["max_ms"] and lif["rss_peak_mb"] > 0
-    for lib, mode in (("floor", "train"), ("masnn-fast", "infer")):
+    for lib, mode in (("floor", "train"), ("masnn-fast", "infer"), ("masnn-bnunfused", "train")):
         res = measure(Row("net", lib, "g", mode=mode, T=2, B=1, repeat=1, warmup=0))
         assert res["median_ms"] > 0
+
+
+def test_bnunfused_row_runs_bn_and_lif_as_two_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    from masnn.bench.nets import build_ma_snn3
+    from masnn.bench.rows import unfuse_bn_lif
+    from masnn.layers import blocks, bn_lif
+
+    calls: list[bool] = []
+
+    def spy(*args: object) -> object:
+        out = bn_lif.fused_bn_lif(*args)  # type: ignore[arg-type]
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(blocks, "fused_bn_lif", spy)
+    net = build_ma_snn3("masnn", "vanilla", 2)
+    x = torch.zeros(2, 1, 2, 32, 32)
+    net(x)
+    assert calls == [True]  # ma_snn3's first block (no pool before its neuron) is fused
+    assert unfuse_bn_lif(net) == 3
+    net(x)
+    assert calls == [True, False]
 
 
 def test_paper_placement_rows_and_streaming_latency() -> None:
