@@ -94,20 +94,77 @@ void forward(const S* x, const S* v0, S* spikes, S* u_save, S* v_last, int64_t T
 // grad_s: (T, N); grad_vlast: (N); x: (T, N) the forward's input; v0: (N) or null (zeros).
 // grad_x: (T, N) out; grad_v0: (N) out or null; part_leak / part_gain: (nchunks) per-block
 // partial sums (summed by the caller in a fixed order: deterministic).
-template <typename S, int SG, bool HARD, bool DETACH, bool STRICT, bool NEED_K, bool NEED_G,
-          bool BN>
+// Recompute the pre-reset membranes U[t] of one block into ubuf (T x CHUNK) as forward() does
+// (BN: from X = y * scale + shift). Not a template of the backward's flags and never inlined:
+// it depends on none of them, and one copy per dtype keeps the build short.
+template <typename S>
+__attribute__((noinline)) void recompute_block(const S* x, const S* v0, S* ubuf, S* v, int64_t T,
+                                               int64_t N, int64_t n0, int64_t len, S sc, S sh,
+                                               bool affine, const Params& p) {
+  const S k = S(p.leak), vr = S(p.v_rest), g = S(p.gain), th = S(p.v_th), dec = S(p.decay),
+          vres = S(p.v_reset);
+  for (int64_t i = 0; i < len; ++i) v[i] = v0 ? v0[n0 + i] : S(0);
+  for (int64_t t = 0; t < T; ++t) {
+    const S* xt = x + t * N + n0;
+    S* ut = ubuf + t * CHUNK;
+    if (affine) {
+      for (int64_t i = 0; i < len; ++i) {
+        S u = charge(v[i], xt[i] * sc + sh, k, vr, g, p);
+        S s = fire(u, th, p);
+        ut[i] = u;
+        v[i] = reset(u, s, th, dec, vres, p);
+      }
+    } else {
+      for (int64_t i = 0; i < len; ++i) {
+        S u = charge(v[i], xt[i], k, vr, g, p);
+        S s = fire(u, th, p);
+        ut[i] = u;
+        v[i] = reset(u, s, th, dec, vres, p);
+      }
+    }
+  }
+}
+
+// BatchNorm's two reductions over one block: sum of dL/dX and of dL/dX * (y - mean), read back
+// right after the block's reverse pass wrote them (still in cache).
+template <typename S>
+__attribute__((noinline)) void bn_block_sums(const S* gx, const S* y, int64_t T, int64_t N,
+                                             int64_t n0, int64_t len, S mu, double* sum_g,
+                                             double* sum_gy) {
+  S acc_g[CHUNK];
+  S acc_gy[CHUNK];
+  for (int64_t i = 0; i < len; ++i) acc_g[i] = acc_gy[i] = S(0);
+  for (int64_t t = 0; t < T; ++t) {
+    const S* __restrict gxt = gx + t * N + n0;
+    const S* __restrict yt = y + t * N + n0;
+    for (int64_t i = 0; i < len; ++i) {
+      acc_g[i] = acc_g[i] + gxt[i];
+      acc_gy[i] = acc_gy[i] + gxt[i] * (yt[i] - mu);
+    }
+  }
+  double sg = 0.0, sgy = 0.0;
+  for (int64_t i = 0; i < len; ++i) {
+    sg += double(acc_g[i]);
+    sgy += double(acc_gy[i]);
+  }
+  *sum_g = sg;
+  *sum_gy = sgy;
+}
+
+// BatchNorm (bn not null): the recomputation reads X = y * scale + shift, and after its reverse
+// pass each block sums dL/dX and dL/dX * (y - mean) over its T x len values (still in cache), so
+// the reductions add no pass over memory; bn is a runtime argument (not a template parameter:
+// it would double the instantiations, and the build time, for code outside the inner loop).
+template <typename S, int SG, bool HARD, bool DETACH, bool STRICT, bool NEED_K, bool NEED_G>
 void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S* grad_x,
                 S* grad_v0, double* part_leak, double* part_gain, int64_t T, int64_t N,
                 const Params& p, const Affine<S>* bn, int nthreads) {
-  // the forward pass's constants (for the recomputation)
-  const S fk = S(p.leak), fvr = S(p.v_rest), fg = S(p.gain), fth = S(p.v_th), fdec = S(p.decay),
-          fvres = S(p.v_reset);
   const S k = p.has_leak ? S(p.leak) : S(0), vr = S(p.v_rest);
   const S g = p.has_gain ? S(p.gain) : S(1), th = S(p.v_th);
   const S dec = p.has_decay ? S(p.decay) : S(1), vres = p.has_vreset ? S(p.v_reset) : S(0);
   const S a = S(p.sg_param);
   const S one_minus_k = S(1) - k;
-  const Blocks blk(N, BN ? bn->hw : N);
+  const Blocks blk(N, bn ? bn->hw : N);
   const int64_t nchunks = blk.count;
 #pragma omp parallel num_threads(nthreads)
   {
@@ -116,39 +173,21 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S
     for (int64_t c = 0; c < nchunks; ++c) {
       const int64_t n0 = blk.start(c);
       const int64_t len = blk.len(c);
-      const int64_t ch = BN ? blk.plane(c) % bn->C : 0;
-      const S sc = BN ? bn->scale[ch] : S(1), sh = BN ? bn->shift[ch] : S(0);
-      const S mu = BN ? bn->mean[ch] : S(0);
+      const int64_t ch = bn ? blk.plane(c) % bn->C : 0;
+      const S sc = bn ? bn->scale[ch] : S(1), sh = bn ? bn->shift[ch] : S(0);
       S gv[CHUNK];
       S acc_k[CHUNK];
       S acc_g[CHUNK];
-      S acc_bg[CHUNK];   // BN: sum over t of dL/dX
-      S acc_bgy[CHUNK];  // BN: sum over t of dL/dX * (y - mean)
       S vprev[CHUNK];
-      // recompute U[t] of this block (as forward() does)
-      for (int64_t i = 0; i < len; ++i) gv[i] = v0 ? v0[n0 + i] : S(0);  // gv: V, for now
-      for (int64_t t = 0; t < T; ++t) {
-        const S* xt = x + t * N + n0;
-        S* ut = ubuf.data() + t * CHUNK;
-        for (int64_t i = 0; i < len; ++i) {
-          const S xi = BN ? xt[i] * sc + sh : xt[i];
-          S u = charge(gv[i], xi, fk, fvr, fg, p);
-          S s = fire(u, fth, p);
-          ut[i] = u;
-          gv[i] = reset(u, s, fth, fdec, fvres, p);
-        }
-      }
+      recompute_block(x, v0, ubuf.data(), gv, T, N, n0, len, sc, sh, bn != nullptr, p);
       for (int64_t i = 0; i < len; ++i) {
         gv[i] = grad_vlast[n0 + i];
         acc_k[i] = S(0);
         acc_g[i] = S(0);
-        acc_bg[i] = S(0);
-        acc_bgy[i] = S(0);
       }
       for (int64_t t = T - 1; t >= 0; --t) {
         const S* __restrict ut = ubuf.data() + t * CHUNK;
         const S* __restrict gst = grad_s + t * N + n0;
-        const S* __restrict xt = x + t * N + n0;
         S* __restrict gxt = grad_x + t * N + n0;
         if (NEED_K) {  // the post-reset membrane V[t-1] this step leaked from
           if (t > 0) {
@@ -178,15 +217,11 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S
             if (!DETACH) gs = gs - gvi * dec * th;
             gu = sg * gs + gvi * dec;
           }
-          const S gx = g * gu;
-          gxt[i] = gx;
+          gxt[i] = g * gu;
           gv[i] = one_minus_k * gu;
           if (NEED_K) acc_k[i] = acc_k[i] + gu * (vr - vprev[i]);
-          if (NEED_G) acc_g[i] = acc_g[i] + gu * (BN ? xt[i] * sc + sh : xt[i]);
-          if (BN) {
-            acc_bg[i] = acc_bg[i] + gx;
-            acc_bgy[i] = acc_bgy[i] + gx * (xt[i] - mu);
-          }
+          // the input current X (BN: y * scale + shift; plain: scale 1, shift 0 give X itself)
+          if (NEED_G) acc_g[i] = acc_g[i] + gu * (x[t * N + n0 + i] * sc + sh);
         }
       }
       if (grad_v0)
@@ -201,15 +236,8 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S
         for (int64_t i = 0; i < len; ++i) sum += double(acc_g[i]);
         part_gain[c] = sum;
       }
-      if (BN) {
-        double sg_ = 0.0, sgy = 0.0;
-        for (int64_t i = 0; i < len; ++i) {
-          sg_ += double(acc_bg[i]);
-          sgy += double(acc_bgy[i]);
-        }
-        bn->part_g[c] = sg_;
-        bn->part_gy[c] = sgy;
-      }
+      if (bn)  // BN's reductions over this block's dL/dX (just written) and y
+        bn_block_sums(grad_x, x, T, N, n0, len, bn->mean[ch], bn->part_g + c, bn->part_gy + c);
     }
   }
 }
@@ -219,37 +247,37 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* x, const S* v0, S
   const S *gs, const S *gvl, const S *x, const S *v0, S *gx, S *gv0, double *pk, double *pg, \
       int64_t T, int64_t N, const Params &p, const Affine<S> *bn, int nt
 
-template <typename S, int SG, bool HARD, bool DETACH, bool STRICT, bool BN>
+template <typename S, int SG, bool HARD, bool DETACH, bool STRICT>
 void backward_k(MASNN_BWD_PARAMS) {
   if (pk && pg)
-    backward_t<S, SG, HARD, DETACH, STRICT, true, true, BN>(MASNN_BWD_ARGS);
+    backward_t<S, SG, HARD, DETACH, STRICT, true, true>(MASNN_BWD_ARGS);
   else if (pk)
-    backward_t<S, SG, HARD, DETACH, STRICT, true, false, BN>(MASNN_BWD_ARGS);
+    backward_t<S, SG, HARD, DETACH, STRICT, true, false>(MASNN_BWD_ARGS);
   else if (pg)
-    backward_t<S, SG, HARD, DETACH, STRICT, false, true, BN>(MASNN_BWD_ARGS);
+    backward_t<S, SG, HARD, DETACH, STRICT, false, true>(MASNN_BWD_ARGS);
   else
-    backward_t<S, SG, HARD, DETACH, STRICT, false, false, BN>(MASNN_BWD_ARGS);
+    backward_t<S, SG, HARD, DETACH, STRICT, false, false>(MASNN_BWD_ARGS);
 }
 
-template <typename S, int SG, bool BN>
+template <typename S, int SG>
 void backward_s(MASNN_BWD_PARAMS) {
   const int key = (p.hard ? 4 : 0) | (p.detach ? 2 : 0) | (p.strict ? 1 : 0);
   switch (key) {
-    case 0: backward_k<S, SG, false, false, false, BN>(MASNN_BWD_ARGS); break;
-    case 1: backward_k<S, SG, false, false, true, BN>(MASNN_BWD_ARGS); break;
-    case 2: backward_k<S, SG, false, true, false, BN>(MASNN_BWD_ARGS); break;
-    case 3: backward_k<S, SG, false, true, true, BN>(MASNN_BWD_ARGS); break;
-    case 4: backward_k<S, SG, true, false, false, BN>(MASNN_BWD_ARGS); break;
-    case 5: backward_k<S, SG, true, false, true, BN>(MASNN_BWD_ARGS); break;
-    case 6: backward_k<S, SG, true, true, false, BN>(MASNN_BWD_ARGS); break;
-    default: backward_k<S, SG, true, true, true, BN>(MASNN_BWD_ARGS); break;
+    case 0: backward_k<S, SG, false, false, false>(MASNN_BWD_ARGS); break;
+    case 1: backward_k<S, SG, false, false, true>(MASNN_BWD_ARGS); break;
+    case 2: backward_k<S, SG, false, true, false>(MASNN_BWD_ARGS); break;
+    case 3: backward_k<S, SG, false, true, true>(MASNN_BWD_ARGS); break;
+    case 4: backward_k<S, SG, true, false, false>(MASNN_BWD_ARGS); break;
+    case 5: backward_k<S, SG, true, false, true>(MASNN_BWD_ARGS); break;
+    case 6: backward_k<S, SG, true, true, false>(MASNN_BWD_ARGS); break;
+    default: backward_k<S, SG, true, true, true>(MASNN_BWD_ARGS); break;
   }
 }
 
-template <typename S, bool BN>
+template <typename S>
 void backward(MASNN_BWD_PARAMS) {
   with_surrogate(p.surrogate, [&](auto sg) {
-    backward_s<S, decltype(sg)::value, BN>(MASNN_BWD_ARGS);
+    backward_s<S, decltype(sg)::value>(MASNN_BWD_ARGS);
   });
 }
 
@@ -307,7 +335,7 @@ int64_t masnn_lif_blocks(int64_t N, int64_t hw) { return Blocks(N, hw).count; }
   void masnn_lif_backward_##SUF(const S* gs, const S* gvl, const S* x, const S* v0, S* gx,    \
                                 S* gv0, double* pk, double* pg, int64_t T, int64_t N,         \
                                 const Params* p, int nt) {                                     \
-    backward<S, false>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, *p, nullptr, nt);              \
+    backward<S>(gs, gvl, x, v0, gx, gv0, pk, pg, T, N, *p, nullptr, nt);              \
   }                                                                                            \
   void masnn_bnlif_forward_##SUF(const S* y, const S* scale, const S* shift, int64_t C,       \
                                  int64_t hw, const S* v0, S* spikes, S* v_last, int64_t T,    \
@@ -321,7 +349,7 @@ int64_t masnn_lif_blocks(int64_t N, int64_t hw) { return Blocks(N, hw).count; }
                                   double* part_g, double* part_gy, int64_t T, int64_t N,      \
                                   const Params* p, int nt) {                                   \
     const Affine<S> bn{scale, shift, mean, C, hw, part_g, part_gy};                            \
-    backward<S, true>(gs, gvl, y, v0, gx, gv0, pk, pg, T, N, *p, &bn, nt);                   \
+    backward<S>(gs, gvl, y, v0, gx, gv0, pk, pg, T, N, *p, &bn, nt);                   \
   }                                                                                            \
   void masnn_bn_input_grad_##SUF(S* g, const S* y, const S* a, const S* d, const S* b,       \
                                  const S* mean, int64_t P, int64_t C, int64_t hw, int nt) {   \
