@@ -106,21 +106,20 @@ def row_forward(ain_ptr, aout_ptr, x_ptr, v0_ptr, s_ptr, vl_ptr, gc_ptr, stin_pt
             mx = tl.maximum(mx, tl.where(m, a, float("-inf")))
         else:
             tl.store(vl_ptr + base + offs, v, mask=m)
-    if CHARGE:
-        if CA != 0:
-            mean = tl.sum(acc, axis=0) / HW
-            tl.store(stout_ptr + row, mean)
-            if CA == 1:
-                tl.store(stout_ptr + BC + row, tl.max(mx, axis=0))
-            if CA == 3:  # SimAM: the unbiased variance, a second pass over the stored row
-                tl.debug_barrier()
-                ss = tl.zeros([BLOCK], dtype=tl.float32)
-                for p0 in range(0, HW, BLOCK):
-                    offs = p0 + tl.arange(0, BLOCK)
-                    m = offs < HW
-                    d = tl.load(aout_ptr + base + offs, mask=m, other=0.0) - mean
-                    ss += tl.where(m, d * d, 0.0)
-                tl.store(stout_ptr + BC + row, tl.sum(ss, axis=0) / tl.maximum(HW - 1, 1))
+    if CHARGE and CA != 0:
+        mean = tl.sum(acc, axis=0) / HW
+        tl.store(stout_ptr + row, mean)
+        if CA == 1:
+            tl.store(stout_ptr + BC + row, tl.max(mx, axis=0))
+        if CA == 3:  # SimAM: the unbiased variance, a second pass over the stored row
+            tl.debug_barrier()
+            ss = tl.zeros([BLOCK], dtype=tl.float32)
+            for p0 in range(0, HW, BLOCK):
+                offs = p0 + tl.arange(0, BLOCK)
+                m = offs < HW
+                d = tl.load(aout_ptr + base + offs, mask=m, other=0.0) - mean
+                ss += tl.where(m, d * d, 0.0)
+            tl.store(stout_ptr + BC + row, tl.sum(ss, axis=0) / tl.maximum(HW - 1, 1))
 
 
 @triton.jit

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.grad import conv1d_input, conv1d_weight, conv2d_input, conv2d_weight
 
 from masnn.neurons.backends import NotSupportedByBackend, refuse_double_backward
 from masnn.neurons.backends.cpp import check_shapes, make_plan
@@ -281,8 +282,8 @@ def _backward(
                 BLOCK=ln.pb, **ln.opts,
             )  # fmt: skip
             pad = d.sa // 2
-            g_pool = torch.nn.grad.conv2d_input(sv.pool[t].shape, wsa, go, padding=pad)
-            g_wsa += torch.nn.grad.conv2d_weight(sv.pool[t], wsa.shape, go, padding=pad)
+            g_pool = conv2d_input(sv.pool[t].shape, wsa, go, padding=pad)
+            g_wsa += conv2d_weight(sv.pool[t], wsa.shape, go, padding=pad)
             gpa = (g_pool[:, 0] / C).contiguous()
             gpm = (g_pool[:, 1] / tie_p).contiguous()
         # the previous step's gates (a learnable leak recomputes V[t-1]) and the charge inputs
@@ -315,8 +316,8 @@ def _backward(
         else:
             assert w0 is not None and g_w0 is not None
             avg = sv.st[t, 0, :, None]  # (B, 1, C)
-            g_avg = torch.nn.grad.conv1d_input(avg.shape, w0, gl[:, None], padding=r_eca)
-            g_w0 += torch.nn.grad.conv1d_weight(avg, w0.shape, gl[:, None], padding=r_eca)
+            g_avg = conv1d_input(avg.shape, w0, gl[:, None], padding=r_eca)
+            g_w0 += conv1d_weight(avg, w0.shape, gl[:, None], padding=r_eca)
             g_avg = g_avg[:, 0] / hw
         kern.row_finish[(bc,)](
             a_all[t], gc, g_avg.contiguous(), g_max, sv.st[t], gx[t], gv, *tail, pk[t], pg[t],
