@@ -149,8 +149,8 @@ def test_several_blocks_large_kernel_ties_noncontiguous(monkeypatch: pytest.Monk
     """Rows and pixel blocks split into several loop iterations / programs (small blocks), a
     7 x 7 SA conv on a 3 x 5 map, non-contiguous input and gradient, and constant regions
     (ties in both max pools, shared like torch's ``amax``)."""
-    monkeypatch.setattr(tm, "ROW_BLOCK", 4)
-    monkeypatch.setattr(tm, "PIX_BLOCK", 4)
+    monkeypatch.setattr(tm, "ROW_BLOCK", 8)
+    monkeypatch.setattr(tm, "PIX_BLOCK", 8)
     T, B, C, H, W = 4, 2, 5, 3, 5
     ref, new = _pair("paper", "csa", C, T, k=7)
     base = _inputs((C, W, B, T, H), torch.float32, seed=7) * _scale(ref)
@@ -166,8 +166,8 @@ def test_several_blocks_large_kernel_ties_noncontiguous(monkeypatch: pytest.Monk
     _check(r1, n1, ties * _scale(r1) / _scale(ref), v0, gs, v0)
     for name in ("simam", "eca"):  # the SimAM / ECA row passes over several blocks
         c = 8 if name == "eca" else C
-        r2, n2 = _pair("plif", name, c, T)
-        x2 = _inputs((T, B, c, H, W), torch.float32, seed=9) * _scale(r2)
+        r2, n2 = _pair("plif", name, c, 3)
+        x2 = _inputs((3, B, c, H, W), torch.float32, seed=9) * _scale(r2)
         g2 = _inputs(x2.shape, torch.float32, seed=10)
         _check(r2, n2, x2, torch.zeros(x2.shape[1:]), g2, torch.zeros(x2.shape[1:]))
 
@@ -207,3 +207,55 @@ def test_auto_on_a_cpu_tensor_keeps_the_cpu_kernel(calls: dict[str, list[int]]) 
     if DEVICE == "cuda" and HAS_TRITON:
         layer.to(DEVICE)(x.to(DEVICE)).sum().backward()
         assert calls["triton"] == [1]
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.skipif(INTERPRETED, reason="the interpreter replaces the compiler")
+def test_kernels_compile_for_a_gpu() -> None:
+    """Triton's compiler (no GPU needed: its own ptxas) builds every gated kernel for sm_90,
+    for each channel gate with and without SA and both settings of every flag, without
+    contracted multiply-adds: what the interpreter cannot check (typing of loop-carried
+    values, constexpr branches, returned tuples)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler.compiler import ASTSource
+
+    from masnn.neurons.backends import _triton_membrane_kernels as kern
+
+    def build(fn, **consts: object) -> None:  # type: ignore[no-untyped-def]
+        sig = {
+            n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr")
+            else "i32" if n in ("C", "HW", "BC") else "fp32"
+            for n in fn.arg_names
+        }  # fmt: skip
+        try:
+            k = triton.compile(
+                ASTSource(fn, sig, consts),
+                target=GPUTarget("cuda", 90, 32),
+                options={"enable_fp_fusion": False},
+            )
+        except Exception as exc:  # a Triton without its bundled ptxas: nothing to check here
+            if "ptxas" in str(exc).lower():
+                pytest.skip(f"Triton cannot assemble here: {str(exc)[:80]}")
+            raise
+        assert k.asm["cubin"] and "fma.rn" not in k.asm["ptx"]
+
+    for i, (ca, sa) in enumerate((c, s) for c in range(4) for s in (False, True)):
+        if ca == 0 and not sa:
+            continue
+        on = i % 2 == 0  # alternate every flag between the combinations
+        lif = dict(HARD=on, STRICT=not on, HAS_LEAK=on, HAS_GAIN=not on, HAS_DECAY=on,
+                   HAS_VRESET=not on)  # fmt: skip
+        bwd = dict(DETACH=not on, SG=i % 3)
+        for apply, chg in ((False, True), (True, True), (True, False)):
+            build(kern.row_forward, APPLY=apply, CHARGE=chg, HAS_V0=on, CA=ca, HAS_SA=sa,
+                  **lif, BLOCK=64)  # fmt: skip
+        if sa:
+            build(kern.sa_pool, CA=ca, BLOCK=64)
+            build(kern.sa_backward, HAS_GS=on, CA=ca, HARD=on, STRICT=on, **bwd, BLOCK=64)
+        for first in (False, True):
+            rows = dict(FIRST=first, HAS_V0=not on, CA=ca, HAS_SA=sa, NEED_K=True, NEED_G=on,
+                        **lif, BLOCK=64)  # fmt: skip
+            build(kern.row_backward, HAS_GS=not on, **rows, **bwd)
+            if ca in (1, 2):
+                build(kern.row_finish, **rows)
