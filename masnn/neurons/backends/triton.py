@@ -11,6 +11,9 @@ membrane stays away from threshold, gradients agree to float32 tolerance (``test
 run on CPU through Triton's interpreter, ``TRITON_INTERPRET=1``, and on a GPU by
 ``benchmarks/gpu_check``).
 
+A membrane gate (CA / ECA / SimAM, then SA, at the ``membrane`` location) runs in the gated
+kernels of :mod:`masnn.neurons.backends.triton_membrane`.
+
 Triton is optional (``pip install triton``); without it this backend raises
 :class:`~masnn.neurons.backends.NotSupportedByBackend` and ``"auto"`` uses the reference.
 """
