@@ -97,9 +97,8 @@ def _pair(preset: str, name: str, c: int, t: int, k: int = 3) -> tuple[AttnLIF, 
     return ref, new.to(DEVICE)
 
 
-def _run_on(layer: AttnLIF, *tensors: torch.Tensor):  # type: ignore[no-untyped-def]
-    """``_run`` on ``DEVICE``, results back on the CPU."""
-    dev = next(iter(layer.parameters()), torch.empty(0)).device
+def _run_on(layer: AttnLIF, dev: str, *tensors: torch.Tensor):  # type: ignore[no-untyped-def]
+    """``_run`` on ``dev``, results back on the CPU."""
     s, v, grads = _run(layer, *(t.to(dev) for t in tensors))
     back = {n: None if g is None else g.cpu() for n, g in grads.items()}
     return s.detach().cpu(), v.detach().cpu(), back
@@ -107,8 +106,8 @@ def _run_on(layer: AttnLIF, *tensors: torch.Tensor):  # type: ignore[no-untyped-
 
 def _check(ref: AttnLIF, new: AttnLIF, x: torch.Tensor, v0: torch.Tensor, gs: torch.Tensor,
            gv: torch.Tensor) -> None:  # fmt: skip
-    s_ref, v_ref, g_ref = _run_on(ref, x, v0, gs, gv)
-    s_new, v_new, g_new = _run_on(new, x, v0, gs, gv)
+    s_ref, v_ref, g_ref = _run_on(ref, "cpu", x, v0, gs, gv)
+    s_new, v_new, g_new = _run_on(new, DEVICE, x, v0, gs, gv)
     mask = _compared(ref, x, v0)
     assert mask.float().mean() > 0.3
     assert torch.equal(s_ref[mask], s_new[mask])
@@ -170,6 +169,12 @@ def test_several_blocks_large_kernel_ties_noncontiguous(monkeypatch: pytest.Monk
         x2 = _inputs((3, B, c, H, W), torch.float32, seed=9) * _scale(r2)
         g2 = _inputs(x2.shape, torch.float32, seed=10)
         _check(r2, n2, x2, torch.zeros(x2.shape[1:]), g2, torch.zeros(x2.shape[1:]))
+    for shape in [(1, 1, C, 1, 1), (3, 1, C, 1, 2)]:  # one pixel, one step, one sample
+        xs = _inputs(shape, torch.float32, seed=11)
+        for name in ("csa", "simam"):
+            r3, n3 = _pair("biclab", name, C, shape[0])
+            with torch.no_grad():
+                assert torch.equal(n3(xs.to(DEVICE)).cpu(), r3(xs))
 
 
 @kernel_test
@@ -222,7 +227,7 @@ def test_kernels_compile_for_a_gpu() -> None:
 
     from masnn.neurons.backends import _triton_membrane_kernels as kern
 
-    def build(fn, **consts: object) -> None:  # type: ignore[no-untyped-def]
+    def build(fn, warps: int = 4, **consts: object) -> None:  # type: ignore[no-untyped-def]
         sig = {
             n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr")
             else "i32" if n in ("C", "HW", "BC") else "fp32"
@@ -232,7 +237,7 @@ def test_kernels_compile_for_a_gpu() -> None:
             k = triton.compile(
                 ASTSource(fn, sig, consts),
                 target=GPUTarget("cuda", 90, 32),
-                options={"enable_fp_fusion": False},
+                options={"enable_fp_fusion": False, "num_warps": warps},
             )
         except Exception as exc:  # a Triton without its bundled ptxas: nothing to check here
             if "ptxas" in str(exc).lower():
@@ -248,8 +253,8 @@ def test_kernels_compile_for_a_gpu() -> None:
                    HAS_VRESET=not on)  # fmt: skip
         bwd = dict(DETACH=not on, SG=i % 3)
         for apply, chg in ((False, True), (True, True), (True, False)):
-            build(kern.row_forward, APPLY=apply, CHARGE=chg, HAS_V0=on, CA=ca, HAS_SA=sa,
-                  **lif, BLOCK=64)  # fmt: skip
+            build(kern.row_forward, 1 if on else 4, APPLY=apply, CHARGE=chg, HAS_V0=on, CA=ca,
+                  HAS_SA=sa, **lif, BLOCK=64)  # fmt: skip
         if sa:
             build(kern.sa_pool, CA=ca, BLOCK=64)
             build(kern.sa_backward, HAS_GS=on, CA=ca, HARD=on, STRICT=on, **bwd, BLOCK=64)

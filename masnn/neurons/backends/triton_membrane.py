@@ -54,7 +54,8 @@ from masnn.neurons.functional import LIFParams, MembraneGate
 from masnn.neurons.surrogate import Surrogate
 
 ROW_BLOCK = 1024  # most H*W values a row kernel handles per loop iteration
-PIX_BLOCK = 256  # pixels per program of the SA kernels
+PIX_BLOCK = 256  # most pixels per program of the SA kernels
+MIN_PIX_PROGRAMS = 512  # the SA kernels loop over C: smaller pixel blocks until this many
 _kernels: dict[str, Any] = {}
 
 
@@ -103,9 +104,16 @@ class _Launch:
         self.k, self.vr, self.g, self.th, self.dec, self.vres = kernel_scalars(sc)
         self.flags = kernel_flags(sc)
         self.rb = _pow2(d.hw, ROW_BLOCK)
-        self.pb = _pow2(d.hw, PIX_BLOCK)
-        self.pgrid = (d.B, -(-d.hw // self.pb))
-        self.opts = dict(enable_fp_fusion=False)  # ignored by the interpreter
+        pb = _pow2(d.hw, PIX_BLOCK)
+        while pb > 32 and d.B * -(-d.hw // pb) < MIN_PIX_PROGRAMS:  # more, smaller programs
+            pb //= 2
+        self.pb = pb
+        self.pgrid = (d.B, -(-d.hw // pb))
+        # launch options (the interpreter ignores them): no contracted multiply-adds; warps
+        # sized to the blocks
+        self.opts = dict(enable_fp_fusion=False)
+        self.row_opts = dict(self.opts, num_warps=min(4, max(1, self.rb // 256)))
+        self.pix_opts = dict(self.opts, num_warps=min(4, max(1, pb // 64)))
 
     def lif(self) -> dict[str, Any]:
         f = self.flags
@@ -164,7 +172,7 @@ def _forward(
             a_in, a_out, x[cur], x if v0 is None else v0, spikes[prev], v_last, sv.gc[prev],
             st[prev], sv.gs[prev], st[cur], C, hw, bc, ln.k, ln.vr, ln.g, ln.th, ln.dec,
             ln.vres, d.lam, APPLY=t > 0, CHARGE=t < T, HAS_V0=v0 is not None, CA=d.ca,
-            HAS_SA=bool(d.sa), **ln.lif(), BLOCK=ln.rb, **ln.opts,
+            HAS_SA=bool(d.sa), **ln.lif(), BLOCK=ln.rb, **ln.row_opts,
         )  # fmt: skip
         if t == T:
             break
@@ -180,7 +188,7 @@ def _forward(
             assert wsa is not None
             kern.sa_pool[ln.pgrid](
                 a_out, sv.gc[t], st[t], sv.pool[t], C, hw, bc, d.lam, CA=d.ca, BLOCK=ln.pb,
-                **ln.opts,
+                **ln.pix_opts,
             )  # fmt: skip
             sv.gs[t] = torch.sigmoid(F.conv2d(sv.pool[t], wsa, padding=d.sa // 2))[:, 0]
     return spikes, v_last, a_all, sv
@@ -279,7 +287,7 @@ def _backward(
                 a_all[t], sv.gc[t], sv.st[t], sv.gs[t], sv.pool[t], gsp[t], gv, gx[t], go,
                 tie_p, C, hw, bc, d.lam, ln.th, dec1, vres, sgp, HAS_GS=g_spikes is not None,
                 CA=d.ca, **ln.bwd(), HARD=ln.flags["HARD"], STRICT=ln.flags["STRICT"],
-                BLOCK=ln.pb, **ln.opts,
+                BLOCK=ln.pb, **ln.pix_opts,
             )  # fmt: skip
             pad = d.sa // 2
             g_pool = conv2d_input(sv.pool[t].shape, wsa, go, padding=pad)
@@ -297,7 +305,7 @@ def _backward(
         kern.row_backward[(bc,)](
             a_all[t], sv.gc[t], sv.st[t], sv.gs[t], sv.pool[t], gpa, gpm, gsp[t], gv, gx[t],
             *tail, cg, tie_c, pk[t], pg[t], *scal, dec1, sgp, HAS_GS=g_spikes is not None,
-            **flags, **ln.bwd(), **ln.opts,
+            **flags, **ln.bwd(), **ln.row_opts,
         )  # fmt: skip
         if d.ca not in (1, 2):
             continue
@@ -321,7 +329,7 @@ def _backward(
             g_avg = g_avg[:, 0] / hw
         kern.row_finish[(bc,)](
             a_all[t], gc, g_avg.contiguous(), g_max, sv.st[t], gx[t], gv, *tail, pk[t], pg[t],
-            *scal, **flags, **ln.opts,
+            *scal, **flags, **ln.row_opts,
         )  # fmt: skip
     g_k = pk.double().sum().to(dt) if need_k else None
     g_g = pg.double().sum().to(dt) if need_g else None
