@@ -64,6 +64,7 @@ def _build() -> dict[str, Any]:
 
 
 def kernel_flags(sc: dict[str, Any]) -> dict[str, bool]:
+    """The LIF step's constexpr flags of a plan's scalars (shared with the gated kernels)."""
     return dict(
         HARD=bool(sc["hard"]),
         STRICT=bool(sc["strict"]),
@@ -75,6 +76,7 @@ def kernel_flags(sc: dict[str, Any]) -> dict[str, bool]:
 
 
 def kernel_scalars(sc: dict[str, Any]) -> tuple[float, ...]:
+    """``(leak, v_rest, gain, v_th, decay, v_reset)`` of a plan's scalars."""
     return (sc["leak"], sc["v_rest"], sc["gain"], sc["v_th"], sc["decay"], sc["v_reset"])
 
 

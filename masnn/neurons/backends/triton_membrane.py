@@ -60,12 +60,11 @@ _kernels: dict[str, Any] = {}
 
 
 def _k() -> Any:
+    """The kernels module (imports Triton on first use)."""
     if not _kernels:
-        import triton
-
         from masnn.neurons.backends import _triton_membrane_kernels as kern
 
-        _kernels.update(kern=kern, triton=triton)
+        _kernels["kern"] = kern
     return _kernels["kern"]
 
 
@@ -116,10 +115,8 @@ class _Launch:
         self.pix_opts = dict(self.opts, num_warps=min(4, max(1, pb // 64)))
 
     def lif(self) -> dict[str, Any]:
-        f = self.flags
-        return dict(HARD=f["HARD"], STRICT=f["STRICT"], HAS_LEAK=f["HAS_LEAK"],
-                    HAS_GAIN=f["HAS_GAIN"], HAS_DECAY=f["HAS_DECAY"],
-                    HAS_VRESET=f["HAS_VRESET"])  # fmt: skip
+        """The LIF step's flags (``HARD``, ``STRICT``, ``HAS_LEAK`` ...), as the plain kernel's."""
+        return dict(self.flags)
 
     def bwd(self) -> dict[str, Any]:
         sc = self.sc
