@@ -51,8 +51,13 @@ TOL = dict(rtol=1e-4, atol=1e-5)
 CASES = (
     [("paper", n) for n in ("ca", "sa", "csa", "tcsa", "eca", "simam")]
     + [(p, "csa") for p in ("biclab", "msresnet", "spikingjelly", "plif")]
-    + [("plif", "eca"), ("spikingjelly", "simam")]
-)
+    + [
+        ("plif", "eca"),
+        ("spikingjelly", "simam"),
+        ("plif:soft", "csa"),
+        ("spikingjelly:soft", "sa"),
+    ]
+)  # ":soft": v_reset=None, the soft reset
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
@@ -85,9 +90,11 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
 
 def _pair(preset: str, name: str, c: int, t: int, k: int = 3) -> tuple[AttnLIF, AttnLIF]:
     cfg = AttnCfg(name, reduction_c=2, kernel_size=k)
+    preset, _, soft = preset.partition(":")
+    kw = {"v_reset": None} if soft else {}
     torch.manual_seed(0)
-    ref = AttnLIF(c, t, attn=cfg, neuron=NeuronSpec(preset, backend="torch"))
-    new = AttnLIF(c, t, attn=cfg, neuron=NeuronSpec(preset, backend="triton"))
+    ref = AttnLIF(c, t, attn=cfg, neuron=NeuronSpec(preset, backend="torch", kwargs=kw))
+    new = AttnLIF(c, t, attn=cfg, neuron=NeuronSpec(preset, backend="triton", kwargs=kw))
     _activate(ref)
     new.load_state_dict(ref.state_dict())
     if ref.lif.w is not None:  # a learnable tau away from its init
