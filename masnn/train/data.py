@@ -183,6 +183,11 @@ def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
     val = FramedSamples(splits.train, val_idx, train=False, seed=seed) if len(val_idx) else None
     test = FramedSamples(splits.test, np.arange(len(splits.test)), train=False, seed=seed)
     _, c, h, w = splits.train.frame_shape()
+    if cfg.shift >= min(h, w):
+        raise ValueError(
+            f"data.shift={cfg.shift} is not smaller than the framed clip's {h}x{w} pixels "
+            f"(data.ds={cfg.ds}); allowed: 0..{min(h, w) - 1}"
+        )
     return DataBundle(
         train=train,
         val=val,

@@ -14,16 +14,21 @@ from tests.frames.test_augment import _expected
 from tests.train.conftest import tiny_overrides
 
 
-def test_negative_shift_is_refused() -> None:
+def test_bad_shifts_are_refused_before_training(gesture_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data\.shift must be >= 0"):
         config_from_dict({"data": {"shift": -2}})
+    over = [*tiny_overrides(gesture_root, tmp_path), "data.ds=32", "data.shift=4"]
+    with pytest.raises(
+        ValueError, match=r"data\.shift=4 .* 4x4 pixels \(data\.ds=32\); allowed: 0\.\.3"
+    ):
+        build_data(load_config(None, over).data, 0, progress=False)
 
 
 def test_training_view_only_reproducible_and_window_draw_unchanged(
     gesture_root: Path, tmp_path: Path
 ) -> None:
     base = tiny_overrides(gesture_root, tmp_path)
-    plain = build_data(load_config(None, base).data, 0, progress=False)
+    plain = build_data(load_config(None, [*base, "data.shift=0"]).data, 0, progress=False)
     shifted = build_data(load_config(None, [*base, "data.shift=2"]).data, 0, progress=False)
     assert plain.val is not None and shifted.val is not None
     for view in ("val", "test"):  # evaluation views are never augmented
