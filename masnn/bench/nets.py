@@ -150,7 +150,8 @@ def build_ma_snn3(lib: str, variant: str, timesteps: int, classes: int = 11) -> 
     """``ma_snn3`` for input ``(T, B, 2, 32, 32)`` in ``lib``; variants: ``vanilla``,
     ``tcsa-code``, ``tcsa-paper``, ``csa-paper`` (masnn and, for ``tcsa-code``, SpikingJelly).
     The paper placement's CA / SA gate the membrane inside the LIF loop (on ``masnn`` =
-    ``auto``: the fused membrane kernel; ``masnn:torch``: the reference loop)."""
+    ``auto``: the fused membrane kernel on CPU, its Triton counterpart on CUDA;
+    ``masnn:torch``: the reference loop)."""
     if lib.startswith("masnn"):
         from masnn import create_model
 

@@ -63,6 +63,9 @@ def _net_rows(shapes: Iterable[tuple[int, int]], repeat: int, peers: bool = True
             for v in ("tcsa-code", "tcsa-paper", "csa-paper"):
                 out.append(Row("net", "masnn", group, mode=mode, variant=v, T=T, B=B,
                                repeat=repeat))  # fmt: skip
+                if mode == "infer":  # the attention nets through the inference fast path too
+                    out.append(Row("net", "masnn-fast", group, mode=mode, variant=v, T=T, B=B,
+                                   repeat=repeat))  # fmt: skip
             if peers:  # the membrane gates on the reference loop, beside the fused kernel
                 for v in ("tcsa-paper", "csa-paper"):
                     out.append(Row("net", "masnn:torch", group, mode=mode, variant=v, T=T, B=B,

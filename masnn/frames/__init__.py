@@ -3,6 +3,7 @@
 See :mod:`masnn.frames.integrate` for the bin definitions and the layout note.
 """
 
+from masnn.frames.augment import RandomShift
 from masnn.frames.integrate import (
     MODES,
     REMAINDERS,
@@ -20,6 +21,7 @@ __all__ = [
     "REMAINDERS",
     "SHORT_POLICIES",
     "FrameCfg",
+    "RandomShift",
     "ToFrames",
     "integrate_split",
     "integrate_window",

@@ -331,7 +331,7 @@ def write_all(
         "2/2^n, 0.25 for 3 seeds); McNemar: exact binomial on the (seed, test sample) pairs that "
         "exactly one of the two models got right (it measures test-set noise, not seed noise).\n",
     ]
-    per_run = [run_numbers(r) for r in runs]
+    per_run = [{**run_numbers(r), "run_dir": _relative(r["run_dir"], out)} for r in runs]
     files = [
         _atomic_text(out / "table.md", "\n".join(md)),
         _atomic_text(out / "table.csv", _csv([_flat_row(r) for r in rows])),
@@ -341,6 +341,13 @@ def write_all(
     blob = {"meta": meta, "rows": list(rows), "tests": list(tests), "runs": per_run}
     files.append(_atomic_text(out / "report.json", json.dumps(blob, indent=2, default=str) + "\n"))
     return files
+
+
+def _relative(path: Any, out: Path) -> str:
+    """``path`` relative to the report directory when it lies inside it (a report that is moved
+    or committed keeps pointing at its runs), else as given."""
+    p, o = Path(path).absolute(), out.absolute()
+    return p.relative_to(o).as_posix() if p.is_relative_to(o) else str(path)
 
 
 def write_isometry_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:

@@ -50,6 +50,10 @@ class DataCfg:
         ds: spatial downsampling (``x // ds``, ``y // ds``).
         test_clips: evenly spaced clips per test sample (``k``).
         short: policy for samples shorter than ``T * dt``: ``pad`` | ``error``.
+        shift: training augmentation: translate each training clip by a random offset of up
+            to ``shift`` pixels per axis (after downsampling; zero fill;
+            :class:`masnn.frames.RandomShift`); ``0`` = none (the paper's recipe: only the
+            random temporal crop; the paper configs pin it).
         val_fraction: share of the training *trial files* (users x lighting) held out for
             model selection; 0 disables validation (selection then uses the last epoch).
         workers: DataLoader worker processes.
@@ -72,6 +76,7 @@ class DataCfg:
     ds: int = 4
     test_clips: int = 1
     short: Literal["pad", "error"] = "pad"
+    shift: int = 2  # the main job's (chosen on validation, docs/training.md)
     val_fraction: float = 0.2
     workers: int = 0
     cache_dir: str | None = None
@@ -460,6 +465,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.data.ds >= 1, "data.ds must be >= 1"),
         (cfg.data.test_clips >= 1, "data.test_clips must be >= 1"),
         (0.0 <= cfg.data.val_fraction < 1.0, "data.val_fraction must be in [0, 1)"),
+        (cfg.data.shift >= 0, "data.shift must be >= 0 (pixels; 0 = no spatial augmentation)"),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (cfg.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),

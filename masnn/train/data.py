@@ -35,7 +35,7 @@ from masnn.data import (
     collate_time_major,
 )
 from masnn.data.registry import SPLIT_INFO_KEYS, resolve_options
-from masnn.frames import FrameCfg
+from masnn.frames import FrameCfg, RandomShift
 from masnn.train.config import DataCfg, given_options
 
 DOCS_HINT = "see docs/data.md for where to get it and the expected layout"
@@ -63,10 +63,18 @@ class FramedSamples(torch.utils.data.Dataset):
         indices: the subset, as indices into ``source``.
         train: the random training view (else the evaluation view: ``clips`` test clips).
         seed: base seed of the per-sample random draws (``[seed, epoch, index]``).
+        shift: the training view's random translation (:class:`~masnn.frames.RandomShift`,
+            drawn after the window start from the same generator); ignored for evaluation.
     """
 
     def __init__(
-        self, source: SampleSource, indices: np.ndarray, *, train: bool, seed: int
+        self,
+        source: SampleSource,
+        indices: np.ndarray,
+        *,
+        train: bool,
+        seed: int,
+        shift: int = 0,
     ) -> None:
         self.source = source
         self.indices = np.asarray(indices, np.int64)
@@ -74,6 +82,7 @@ class FramedSamples(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.labels = np.asarray(source.labels)[self.indices]
+        self.augment = RandomShift(shift) if train and shift else None
 
     def set_epoch(self, epoch: int) -> None:
         """Select the random draws of ``epoch`` (call before iterating)."""
@@ -84,8 +93,13 @@ class FramedSamples(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
         idx = int(self.indices[i])
-        rng = np.random.default_rng([self.seed, self.epoch, idx]) if self.train else None
-        return self.source.frames(idx, train=self.train, rng=rng), int(self.labels[i])
+        if not self.train:
+            return self.source.frames(idx, train=False), int(self.labels[i])
+        rng = np.random.default_rng([self.seed, self.epoch, idx])
+        x = self.source.frames(idx, train=True, rng=rng)
+        if self.augment is not None:
+            x = self.augment(x, rng)
+        return x, int(self.labels[i])
 
 
 def fingerprint(root: Path, max_hash_bytes: int = 1 << 20) -> dict[str, Any]:
@@ -165,10 +179,15 @@ def build_data(cfg: DataCfg, seed: int, *, progress: bool = True) -> DataBundle:
     tr_idx, val_idx, held = carve_validation(
         val_plan.groups, cfg.val_fraction, seed, val_plan.strata
     )
-    train = FramedSamples(splits.train, tr_idx, train=True, seed=seed)
+    train = FramedSamples(splits.train, tr_idx, train=True, seed=seed, shift=cfg.shift)
     val = FramedSamples(splits.train, val_idx, train=False, seed=seed) if len(val_idx) else None
     test = FramedSamples(splits.test, np.arange(len(splits.test)), train=False, seed=seed)
     _, c, h, w = splits.train.frame_shape()
+    if cfg.shift >= min(h, w):
+        raise ValueError(
+            f"data.shift={cfg.shift} is not smaller than the framed clip's {h}x{w} pixels "
+            f"(data.ds={cfg.ds}); allowed: 0..{min(h, w) - 1}"
+        )
     return DataBundle(
         train=train,
         val=val,

@@ -55,9 +55,10 @@ def test_tiny_report_is_reproduced_by_masnn_eval(
     ]  # fmt: skip
     iso = _rows(out / "isometry.csv")  # ms_resnet18 at T = 1, Att-Res-SNN-1 and -2: 8 blocks each
     assert len(iso) == 16 and {r["att_res"] for r in iso} == {"1", "2"}
+    assert all(r["run_dir"].startswith("runs/") for r in runs)  # relative: the report moves
     # every per-run number is what masnn eval gives for the saved best.pt ...
     for r in runs:
-        res = evaluate_checkpoint(str(Path(r["run_dir"]) / "best.pt"))
+        res = evaluate_checkpoint(str((out / r["run_dir"]) / "best.pt"))
         assert float(r["acc"]) == pytest.approx(100 * res["stats"]["acc"], abs=1e-9)
         assert int(r["correct"]) == res["stats"]["correct"]
         assert float(r["nasar"]) == pytest.approx(res["accounting"]["nasar"], rel=1e-12)
@@ -87,16 +88,16 @@ def test_tiny_report_is_reproduced_by_masnn_eval(
     ]
     assert 0.0 <= float(tests[0]["p_sign_flip"]) <= 1.0
     assert table["none"]["acc_pairs_mean"] != ""
-    blob = json.loads((Path(runs[2]["run_dir"]) / "analysis.json").read_text())
+    blob = json.loads(((out / runs[2]["run_dir"]) / "analysis.json").read_text())
     assert len(blob["ta_weights"]) == 5  # 3 conv + 2 FC layers carry TA
     assert all(len(w) == 4 for w in blob["ta_weights"].values())
     assert all(0.0 < x < 1.0 for w in blob["ta_weights"].values() for x in w)
     # a second invocation reuses every run (keyed by config hash) and rewrites the same table
-    mtimes = [(Path(r["run_dir"]) / "best.pt").stat().st_mtime_ns for r in runs]
+    mtimes = [((out / r["run_dir"]) / "best.pt").stat().st_mtime_ns for r in runs]
     before = (out / "table.csv").read_text()
     assert main(argv) == 0
     assert "reused" in capsys.readouterr().out
-    assert [(Path(r["run_dir"]) / "best.pt").stat().st_mtime_ns for r in runs] == mtimes
+    assert [((out / r["run_dir"]) / "best.pt").stat().st_mtime_ns for r in runs] == mtimes
     assert (out / "table.csv").read_text() == before
     assert main([*argv, "--plan"]) == 0
     assert "4 runs, 4 done, 0 to train" in capsys.readouterr().out

@@ -60,6 +60,8 @@ def test_hyper_parameters_match_the_table(path: Path) -> None:
         "loss": cfg.loss.name,
     }
     assert {k: row[k] for k in expect} == expect
+    if cfg.data.dataset != "imagenet":  # the paper's DVS recipe: no spatial augmentation
+        assert cfg.data.shift == 0
     # the built model resolves to the same hyper-parameters (registry defaults cannot drift)
     k = 20 if cfg.data.dataset == "dvs128_gait" else 11
     size = (2, 128 // cfg.data.ds, 128 // cfg.data.ds)

@@ -12,7 +12,8 @@ within tolerance on gradients; ``tests/neurons/test_backends.py`` parametrises o
 Registered: ``"torch"`` (the reference), ``"cpp"`` (fused CPU kernel), ``"triton"`` (fused CUDA
 kernel), ``"auto"`` (the default: picks per call, falls back to the reference).
 A backend that cannot honour an argument (e.g. a membrane gate it has no fused form for; the
-CPU kernel fuses CA / ECA / SimAM / SA gates, :mod:`masnn.neurons.backends.membrane`) must
+CPU kernel fuses CA / ECA / SimAM / SA gates, :mod:`masnn.neurons.backends.membrane`, and
+so does the Triton one, :mod:`masnn.neurons.backends.triton_membrane`) must
 raise ``NotSupportedByBackend`` so the caller can fall back to the reference explicitly.
 """
 

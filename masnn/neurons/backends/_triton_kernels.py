@@ -1,7 +1,8 @@
 """Triton kernels of the fused LIF (imported only when Triton is installed; see ``triton.py``).
 
 ``@triton.jit`` helpers must be module globals (the compiler and the interpreter look them up
-there), hence this separate module.
+there), hence this separate module. The step helpers (``charge``, ``fire``, ``reset``,
+``surrogate_grad``) are shared with the gated kernels of ``_triton_membrane_kernels.py``.
 """
 
 # ruff: noqa: N803
@@ -10,7 +11,7 @@ import triton.language as tl
 
 
 @triton.jit
-def _charge(v, x, k, vr, g, HAS_LEAK: tl.constexpr, HAS_GAIN: tl.constexpr):
+def charge(v, x, k, vr, g, HAS_LEAK: tl.constexpr, HAS_GAIN: tl.constexpr):
     if HAS_LEAK:
         v = v + k * (vr - v)
     if HAS_GAIN:
@@ -19,7 +20,7 @@ def _charge(v, x, k, vr, g, HAS_LEAK: tl.constexpr, HAS_GAIN: tl.constexpr):
 
 
 @triton.jit
-def _fire(u, th, STRICT: tl.constexpr):
+def fire(u, th, STRICT: tl.constexpr):
     if STRICT:
         s = (u - th) > 0
     else:
@@ -28,7 +29,7 @@ def _fire(u, th, STRICT: tl.constexpr):
 
 
 @triton.jit
-def _reset(u, s, th, dec, vres, HARD: tl.constexpr, HAS_DECAY: tl.constexpr,
+def reset(u, s, th, dec, vres, HARD: tl.constexpr, HAS_DECAY: tl.constexpr,
            HAS_VRESET: tl.constexpr):  # fmt: skip
     if HARD:
         kept = u
@@ -45,7 +46,7 @@ def _reset(u, s, th, dec, vres, HARD: tl.constexpr, HAS_DECAY: tl.constexpr,
 
 
 @triton.jit
-def _sg(h, a, SG: tl.constexpr):
+def surrogate_grad(h, a, SG: tl.constexpr):
     if SG == 0:
         r = tl.where(tl.abs(h) < a / 2, 1.0 / a, 0.0)
     elif SG == 1:
@@ -71,12 +72,12 @@ def lif_fwd(x_ptr, v0_ptr, s_ptr, u_ptr, vl_ptr, T, N, k, vr, g, th, dec, vres,
         v = tl.zeros([BLOCK], dtype=tl.float32)
     xp, sp, up = x_ptr + offs, s_ptr + offs, u_ptr + offs
     for _ in range(T):
-        u = _charge(v, tl.load(xp, mask=m, other=0.0), k, vr, g, HAS_LEAK, HAS_GAIN)
-        s = _fire(u, th, STRICT)
+        u = charge(v, tl.load(xp, mask=m, other=0.0), k, vr, g, HAS_LEAK, HAS_GAIN)
+        s = fire(u, th, STRICT)
         tl.store(sp, s, mask=m)
         if SAVE_U:
             tl.store(up, u, mask=m)
-        v = _reset(u, s, th, dec, vres, HARD, HAS_DECAY, HAS_VRESET)
+        v = reset(u, s, th, dec, vres, HARD, HAS_DECAY, HAS_VRESET)
         xp += N
         sp += N
         up += N
@@ -114,8 +115,8 @@ def lif_bwd(gs_ptr, gvl_ptr, u_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, pk_ptr, pg_p
     gxp, xp = gx_ptr + last + offs, x_ptr + last + offs
     for i in range(T):
         u = tl.load(up, mask=m, other=0.0)
-        s = _fire(u, th, STRICT)
-        sg = _sg(u - th, sgp, SG)
+        s = fire(u, th, STRICT)
+        sg = surrogate_grad(u - th, sgp, SG)
         gs = tl.zeros([BLOCK], dtype=tl.float32)
         if HAS_GS:
             gs = tl.load(gsp, mask=m, other=0.0)
@@ -135,8 +136,8 @@ def lif_bwd(gs_ptr, gvl_ptr, u_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, pk_ptr, pg_p
         if NEED_K:
             has_prev = tl.full([BLOCK], T - 1 - i, tl.int32) > 0
             up_prev = tl.load(up - N, mask=m & has_prev, other=0.0)
-            s_prev = _fire(up_prev, th, STRICT)
-            v_prev = _reset(up_prev, s_prev, th, dec, vres, HARD, HAS_DECAY, HAS_VRESET)
+            s_prev = fire(up_prev, th, STRICT)
+            v_prev = reset(up_prev, s_prev, th, dec, vres, HARD, HAS_DECAY, HAS_VRESET)
             v_prev = tl.where(has_prev, v_prev, v0)
             acc_k += gu * (vr - v_prev)
         if NEED_G:

@@ -2,11 +2,11 @@
 
 Per call: a CPU tensor goes to the fused ``"cpp"`` kernel (with a CA / ECA / SimAM / SA
 membrane gate: the fused gated kernel, :mod:`masnn.neurons.backends.membrane`), a CUDA tensor
-to the ``"triton"`` kernel (when Triton is installed); everything a fused kernel does not
-cover (another membrane gate, hooks on a membrane gate, a membrane gate on CUDA, another
-dtype, tracing under ``torch.compile``/``torch.export``/``torch.jit.trace`` (e.g. ONNX
-export), a kernel that could not be built, calls inside
-:func:`~masnn.neurons.backends.reference_only`) runs the reference ``"torch"`` loop; a membrane
+to the ``"triton"`` kernel (when Triton is installed; with such a membrane gate: its gated
+kernels, :mod:`masnn.neurons.backends.triton_membrane`); everything a fused kernel does not
+cover (another membrane gate, hooks on a membrane gate, another dtype, tracing under
+``torch.compile``/``torch.export``/``torch.jit.trace`` (e.g. ONNX export), a kernel that
+could not be built, calls inside :func:`~masnn.neurons.backends.reference_only`) runs the reference ``"torch"`` loop; a membrane
 gate that stays on the reference is logged once per reason (INFO). A kernel that fails to
 build is reported once, as a logged warning naming the reason, and the reference is used from
 then on in this process.

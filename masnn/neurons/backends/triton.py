@@ -11,6 +11,9 @@ membrane stays away from threshold, gradients agree to float32 tolerance (``test
 run on CPU through Triton's interpreter, ``TRITON_INTERPRET=1``, and on a GPU by
 ``benchmarks/gpu_check``).
 
+A membrane gate (CA / ECA / SimAM, then SA, at the ``membrane`` location) runs in the gated
+kernels of :mod:`masnn.neurons.backends.triton_membrane`.
+
 Triton is optional (``pip install triton``); without it this backend raises
 :class:`~masnn.neurons.backends.NotSupportedByBackend` and ``"auto"`` uses the reference.
 """
@@ -60,7 +63,8 @@ def _build() -> dict[str, Any]:
     return _kernels
 
 
-def _flags(sc: dict[str, Any]) -> dict[str, bool]:
+def kernel_flags(sc: dict[str, Any]) -> dict[str, bool]:
+    """The LIF step's constexpr flags of a plan's scalars (shared with the gated kernels)."""
     return dict(
         HARD=bool(sc["hard"]),
         STRICT=bool(sc["strict"]),
@@ -71,7 +75,8 @@ def _flags(sc: dict[str, Any]) -> dict[str, bool]:
     )
 
 
-def _scalars(sc: dict[str, Any]) -> tuple[float, ...]:
+def kernel_scalars(sc: dict[str, Any]) -> tuple[float, ...]:
+    """``(leak, v_rest, gain, v_th, decay, v_reset)`` of a plan's scalars."""
     return (sc["leak"], sc["v_rest"], sc["gain"], sc["v_th"], sc["decay"], sc["v_reset"])
 
 
@@ -82,8 +87,8 @@ def _forward(x2: Tensor, v0: Tensor | None, sc: dict[str, Any], save_u: bool):  
     v_last = torch.empty(N, dtype=x2.dtype, device=x2.device)
     u = torch.empty_like(x2) if save_u else spikes  # dummy pointer when not saved
     grid = (k["triton"].cdiv(N, BLOCK),)
-    k["fwd"][grid](x2, x2 if v0 is None else v0, spikes, u, v_last, T, N, *_scalars(sc),
-                   HAS_V0=v0 is not None, SAVE_U=save_u, **_flags(sc), BLOCK=BLOCK)  # fmt: skip
+    k["fwd"][grid](x2, x2 if v0 is None else v0, spikes, u, v_last, T, N, *kernel_scalars(sc),
+                   HAS_V0=v0 is not None, SAVE_U=save_u, **kernel_flags(sc), BLOCK=BLOCK)  # fmt: skip
     return spikes, v_last, (u if save_u else None)
 
 
@@ -120,10 +125,10 @@ class _TritonLIF(torch.autograd.Function):
         sc = ctx.sc
         kern["bwd"][(nprog,)](
             gs, gv, u, x2, u if v0 is None else v0, g_x, g_v0, pk, pg,
-            T, N, (T - 1) * N, *_scalars(sc), sc["sg_param"],
+            T, N, (T - 1) * N, *kernel_scalars(sc), sc["sg_param"],
             HAS_GS=g_spikes is not None, HAS_GVL=g_vlast is not None, HAS_V0=v0 is not None,
             NEED_V0=need_v0, NEED_K=bool(need_k), NEED_G=bool(need_g),
-            DETACH=bool(sc["detach"]), SG=int(sc["surrogate"]), **_flags(sc), BLOCK=BLOCK,
+            DETACH=bool(sc["detach"]), SG=int(sc["surrogate"]), **kernel_flags(sc), BLOCK=BLOCK,
         )  # fmt: skip
         g_leak = pk.double().sum().to(u.dtype) if need_k else None
         g_gain = pg.double().sum().to(u.dtype) if need_g else None
@@ -148,6 +153,10 @@ def lif_triton(
     reason = triton_available()
     if reason:
         raise NotSupportedByBackend(f"backend 'triton': {reason}")
+    if gate is not None:  # per-step membrane attention: the gated kernels
+        from masnn.neurons.backends.triton_membrane import lif_membrane_triton
+
+        return lif_membrane_triton(x_seq, v0, params, surrogate, gate)
     plan = make_plan(x_seq, v0, params, surrogate, gate, dtypes=(torch.float32,))
     return run_plan(x_seq, v0, plan, _forward_only, _TritonLIF)
 
