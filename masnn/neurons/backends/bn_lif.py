@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from masnn.neurons.backends import NotSupportedByBackend, reference_forced, refuse_double_backward
+from masnn.neurons.backends.auto import fused_backend
 from masnn.neurons.backends.cpp import CParams, make_plan
 from masnn.neurons.backends.kernel_build import dtype_suffix as _suffix
 from masnn.neurons.backends.kernel_build import load_library
@@ -230,8 +231,6 @@ def bn_lif_unsupported(backend: str, y_seq: Tensor) -> str | None:
     if backend == "auto":
         if torch.compiler.is_compiling() or torch.jit.is_tracing() or reference_forced():
             return "the reference is forced (tracing, compiling or reference_only())"
-        from masnn.neurons.backends.auto import fused_backend
-
         if fused_backend("cpu") is None:
             return "the fused LIF kernel is unavailable"
     return None
