@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends.bn_lif import BNArgs, bn_lif_unsupported, lif_bn_cpp
 from masnn.neurons.backends.kernel_build import log_once
 from masnn.neurons.backends.membrane import has_hooks
@@ -60,7 +61,7 @@ def fused_bn_lif(y_seq: Tensor, bn: nn.BatchNorm2d, neuron: AttnLIF) -> Tensor |
     updated as the module does: momentum or the cumulative average, unbiased variance), a
     neuron without ``conv_post`` or membrane gates whose backend runs the fused CPU kernel
     (``"auto"`` on CPU, ``"cpp"``), float32/float64 input, no autocast, no hook on either
-    module (nor a global one), not scripting or exporting.
+    module (nor a global one), not tracing, compiling, scripting or exporting.
 
     Args:
         y_seq: the conv output ``(T, B, C, H, W)``.
@@ -70,6 +71,8 @@ def fused_bn_lif(y_seq: Tensor, bn: nn.BatchNorm2d, neuron: AttnLIF) -> Tensor |
     Returns:
         The spikes ``(T, B, C, H, W)``, or ``None``.
     """
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None  # traced graphs record the modules' own operations (no log call traced)
     reason = _unfusable(y_seq, bn, neuron)
     if reason is not None:
         log_once(_log, logging.INFO, f"BatchNorm + LIF not fused: {reason}")
@@ -77,7 +80,11 @@ def fused_bn_lif(y_seq: Tensor, bn: nn.BatchNorm2d, neuron: AttnLIF) -> Tensor |
     lif = neuron.lif
     batch_stats = bn.training or bn.running_mean is None or bn.running_var is None
     args = BNArgs(bn.weight, bn.bias, bn.eps, batch_stats, bn.running_mean, bn.running_var)
-    spikes, _, mean, var = lif_bn_cpp(y_seq, None, lif.params(), lif.surrogate, args)
+    try:
+        spikes, _, mean, var = lif_bn_cpp(y_seq, None, lif.params(), lif.surrogate, args)
+    except NotSupportedByBackend as exc:  # e.g. a preset parameter the kernel does not take
+        log_once(_log, logging.INFO, f"BatchNorm + LIF not fused: {exc}")
+        return None
     if bn.training and bn.track_running_stats and bn.running_mean is not None:
         assert bn.running_var is not None and bn.num_batches_tracked is not None
         assert mean is not None and var is not None
