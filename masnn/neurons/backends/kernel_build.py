@@ -2,9 +2,9 @@
 
 The kernel (``lif_cpu.cpp``, plain C ABI, no torch headers) is compiled with the system C++
 compiler (``$MASNN_CXX``, else ``$CXX``, else ``g++``) and loaded with :mod:`ctypes`. No
-Python headers, pybind11 or ninja are needed and a build takes about a second. The library
-links ``libgomp.so.1``; torch has already loaded its own copy under that name, so the kernel
-shares torch's OpenMP runtime (one thread pool).
+Python headers, pybind11 or ninja are needed; a build takes about 20 s of one core, once. The
+library links ``libgomp.so.1``; torch has already loaded its own copy under that name, so the
+kernel shares torch's OpenMP runtime (one thread pool).
 
 Cache: ``$TORCH_EXTENSIONS_DIR`` (torch's own variable; default
 ``~/.cache/torch_extensions``) / ``masnn_lif_<key>/``, where ``<key>`` hashes the source, the
