@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 from masnn.data import DATASETS, DVS128Gesture, carve_validation, register_dataset
 from masnn.data.gait import walk_blocks
 from masnn.data.gesture import user_of
-from masnn.frames import FrameCfg
+from masnn.frames import FrameCfg, RandomShift
 from masnn.layout import repeat_over_time
 from masnn.train.config import ConfigError, DataCfg, load_config
 from masnn.train.data import build_data, data_request, make_loader
@@ -105,11 +106,16 @@ def test_training_frames_are_the_datasets_own_frames(tmp_path: Path) -> None:
     ds_x, ds_y = data.test.source[1]
     assert x.shape == (2, 3, 2, 64, 64) and y == ds_y
     np.testing.assert_array_equal(x, ds_x)
-    # a training sample: the dataset's frames with the per-(seed, epoch, index) window draw
+    # a training sample: the dataset's frames with the per-(seed, epoch, index) window draw,
+    # then (data.shift, default 2) one translation drawn from the same generator
     data.train.set_epoch(2)
     idx = int(data.train.indices[0])
     rng = np.random.default_rng([5, 2, idx])
-    np.testing.assert_array_equal(data.train[0][0], src.frames(idx, train=True, rng=rng))
+    own = src.frames(idx, train=True, rng=rng)
+    np.testing.assert_array_equal(data.train[0][0], RandomShift(cfg.shift)(own, rng))
+    unshifted = build_data(replace(cfg, shift=0), seed=5, progress=False)
+    unshifted.train.set_epoch(2)
+    np.testing.assert_array_equal(unshifted.train[0][0], own)
 
 
 # ----------------------------------------------------------------------------- plug-in dataset

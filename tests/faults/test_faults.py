@@ -476,7 +476,8 @@ FAULTS: list[Fault] = [
     # configuration and command line
     Fault("lr-inf", lambda c: _train(c, "optim.lr=.inf"), 2, r"optim\.lr: expected a finite number"),
     Fault("lr-nan", lambda c: _train(c, "optim.lr=.nan"), 2, r"optim\.lr: expected a finite number"),
-    Fault("ds-too-big-for-model", lambda c: _train(c, "data.ds=64", "model.name=ma_snn3", "model.kwargs={}"), 2, r"data\.ds=64 gives frames \(2, 2, 2\), too small for model\.name='ma_snn3'.*lower data\.ds"),
+    Fault("ds-too-big-for-model", lambda c: _train(c, "data.ds=64", "data.shift=0", "model.name=ma_snn3", "model.kwargs={}"), 2, r"data\.ds=64 gives frames \(2, 2, 2\), too small for model\.name='ma_snn3'.*lower data\.ds"),
+    Fault("shift-too-big", lambda c: _train(c, "data.ds=32", "data.shift=4"), 2, r"data\.shift=4 is not smaller than the framed clip's 4x4 pixels \(data\.ds=32\); allowed: 0\.\.3"),
     Fault("ds-huge", lambda c: _train(c, "data.ds=1000"), 2, r"data\.ds=1000 .*allowed: 1\.\.64"),
     Fault("momentum-range", lambda c: _train(c, "optim.momentum=1.5"), 2, r"optim\.momentum must be in"),
     Fault("duplicate-yaml-key", _dup_yaml, 2, r"c\.yaml: duplicate key 'lr' at line 3"),
