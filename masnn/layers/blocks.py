@@ -127,6 +127,10 @@ class SpikingConvBlock(nn.Module):
     Submodules: ``pre_attn`` (or ``None``), ``conv``, ``bn``, ``pool`` (or ``None``) and
     ``neuron`` (the :class:`AttnLIF`, whose ``lif`` is the :class:`~masnn.neurons.LIF`).
 
+    Without a pool between BN and the neuron, BN and the LIF run as one op where that is exact
+    (:func:`masnn.layers.bn_lif.fused_bn_lif`: no gate between them, no hooks, the fused CPU
+    kernel); with an average pool, BN and the pool do (:func:`masnn.layers.pool.fused_bn_avg_pool`).
+
     Shape:
         x_seq: ``(T, B, C_in, H, W)``; output: spikes ``(T, B, C_out, H', W')``.
     """
