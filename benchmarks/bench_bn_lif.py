@@ -64,7 +64,8 @@ def _step(name: str, T: int, B: int, hw: int, fused: bool) -> Callable[[], Any]:
     target[:, 0] = 1.0
 
     def run() -> None:
-        blocks.fused_bn_lif = fused_bn_lif if fused else (lambda *a: None)  # type: ignore[assignment]
+        unfused = lambda *a: None  # noqa: E731
+        blocks.fused_bn_lif = fused_bn_lif if fused else unfused  # type: ignore[assignment]
         try:
             opt.zero_grad(set_to_none=True)
             torch.nn.functional.mse_loss(net(x), target).backward()

@@ -85,7 +85,14 @@ def _grads(out: torch.Tensor, y: torch.Tensor, bn: nn.Module, neuron: nn.Module,
     return list(torch.autograd.grad(out, [y, *params], g))
 
 
-def _compare(y: torch.Tensor, bn, neuron, bn_ref, ref, dtype: torch.dtype) -> None:  # type: ignore[no-untyped-def]
+def _compare(
+    y: torch.Tensor,
+    bn: nn.BatchNorm2d,
+    neuron: AttnLIF,
+    bn_ref: nn.BatchNorm2d,
+    ref: AttnLIF,
+    dtype: torch.dtype,
+) -> None:
     y = y.detach().requires_grad_()
     out = fused_bn_lif(y, bn, neuron)
     assert out is not None
@@ -215,7 +222,9 @@ def test_hooks_and_uncovered_configurations_fall_back(
     ],
     ids=["ma_snn3-first", "ma_snn5", "ta-conv_pre"],
 )
-def test_block_runs_fused_and_equals_the_plain_modules(kw: dict[str, object], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_block_runs_fused_and_equals_the_plain_modules(
+    kw: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.manual_seed(0)
     block = SpikingConvBlock(2, 6, 4, **kw).double()  # type: ignore[arg-type]
     if "ta" in str(kw.get("attn", "")):
@@ -224,7 +233,7 @@ def test_block_runs_fused_and_equals_the_plain_modules(kw: dict[str, object], mo
     x = (torch.rand(4, 3, 2, 10, 10) < 0.4).double()
     calls = []
 
-    def spy(y, bn, neuron):  # type: ignore[no-untyped-def]
+    def spy(y: torch.Tensor, bn: nn.BatchNorm2d, neuron: AttnLIF) -> torch.Tensor | None:
         out = fused_bn_lif(y, bn, neuron)
         calls.append(out is not None)
         return out

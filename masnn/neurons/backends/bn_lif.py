@@ -18,8 +18,9 @@ this is exact (no hooks, no gate between BN and the neuron, ...) and updates BN'
 statistics from the returned batch statistics.
 
 Numerics: the batch statistics are summed in double per ``H x W`` plane by the kernel
-(:func:`batch_stats`; BN's own kernel accumulates in another order), so the current ``X`` equals BN's output to float rounding, not bit for bit;
-spikes are identical away from threshold, gradients equal up to rounding and summation order.
+(:func:`batch_stats`; BN's own kernel accumulates in another order), so the current ``X``
+equals BN's output to float rounding, not bit for bit; spikes are identical away from
+threshold, gradients equal up to rounding and summation order.
 """
 
 from __future__ import annotations
