@@ -55,12 +55,20 @@ def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _pair(
-    preset: str, name: str, c: int, t: int, dtype: torch.dtype, k: int = 3, **kw: object
+    preset: str,
+    name: str,
+    c: int,
+    t: int,
+    dtype: torch.dtype,
+    k: int = 3,
+    backend: str = "auto",
+    **kw: object,
 ) -> tuple[AttnLIF, AttnLIF]:
+    """The reference (``torch``) gated neuron and the same weights on ``backend``."""
     cfg = AttnCfg(name, reduction_c=2, kernel_size=k)
     torch.manual_seed(0)
     ref = AttnLIF(c, t, attn=cfg, neuron=NeuronSpec(preset, backend="torch", kwargs=kw))
-    new = AttnLIF(c, t, attn=cfg, neuron=NeuronSpec(preset, backend="auto", kwargs=kw))
+    new = AttnLIF(c, t, attn=cfg, neuron=NeuronSpec(preset, backend=backend, kwargs=kw))
     _activate(ref)
     new.load_state_dict(ref.state_dict())
     if ref.lif.w is not None:  # a learnable tau away from its init

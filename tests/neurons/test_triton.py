@@ -35,10 +35,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.skipif(DEVICE == "cuda" or INTERPRETED, reason="runs the kernels directly")
 def test_kernels_in_the_interpreter() -> None:
+    run_in_interpreter(__file__)
+
+
+def run_in_interpreter(test_file: str) -> None:
+    """Run ``test_file``'s kernel tests in a fresh process with ``TRITON_INTERPRET=1``."""
     path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
     res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file],
         env=env, capture_output=True, text=True, timeout=900, cwd=REPO,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]

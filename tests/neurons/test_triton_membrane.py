@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +32,11 @@ from masnn.attention import AttnCfg
 from masnn.attention.channel import ChannelAttention
 from masnn.attention.composite import MembraneAttention
 from masnn.layers import AttnLIF
-from masnn.neurons import LIF, NeuronSpec
+from masnn.neurons import LIF
 from masnn.neurons.backends import NotSupportedByBackend
-from tests.neurons.test_membrane_fused import _activate, _compared, _inputs, _run, _scale
+from tests.neurons.test_membrane_fused import _compared, _inputs, _run, _scale
+from tests.neurons.test_membrane_fused import _pair as _fused_pair
+from tests.neurons.test_triton import run_in_interpreter
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -64,14 +64,7 @@ CASES = (
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 @pytest.mark.skipif(DEVICE == "cuda" or INTERPRETED, reason="runs the kernels directly")
 def test_kernels_in_the_interpreter() -> None:
-    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
-    res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
-        env=env, capture_output=True, text=True, timeout=900, cwd=REPO,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert " passed" in res.stdout and "failed" not in res.stdout
+    run_in_interpreter(__file__)
 
 
 @pytest.fixture(autouse=True)
@@ -102,18 +95,9 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
 
 
 def _pair(preset: str, name: str, c: int, t: int, k: int = 3) -> tuple[AttnLIF, AttnLIF]:
-    cfg = AttnCfg(name, reduction_c=2, kernel_size=k)
     preset, _, soft = preset.partition(":")
-    kw = {"v_reset": None} if soft else {}
-    torch.manual_seed(0)
-    ref = AttnLIF(c, t, attn=cfg, neuron=NeuronSpec(preset, backend="torch", kwargs=kw))
-    new = AttnLIF(c, t, attn=cfg, neuron=NeuronSpec(preset, backend="triton", kwargs=kw))
-    _activate(ref)
-    new.load_state_dict(ref.state_dict())
-    if ref.lif.w is not None:  # a learnable tau away from its init
-        with torch.no_grad():
-            ref.lif.w.fill_(0.3)
-            new.lif.w.fill_(0.3)
+    kw: dict[str, object] = {"v_reset": None} if soft else {}
+    ref, new = _fused_pair(preset, name, c, t, torch.float32, k=k, backend="triton", **kw)
     return ref, new.to(DEVICE)
 
 
