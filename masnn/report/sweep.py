@@ -92,7 +92,7 @@ PRESETS: dict[str, Preset] = {
         "quick",
         _v("none", "ta", "ca", "tcsa"),
         3,
-        ("run.epochs=20", "optim.lr=0.001"),
+        ("run.epochs=20", "optim.lr=0.001", "data.shift=0"),
         {
             "depths": (18, 34, 104),
             "timesteps": (1, 4),
@@ -102,7 +102,8 @@ PRESETS: dict[str, Preset] = {
             "probes": 2,
         },
         "the main job's model and data with its first recipe (ma_snn3_tiny, 20 epochs, Adam 1e-3, "
-        "synthetic small set; the main job now trains 40 epochs at 2e-3) for vanilla, TA "
+        "no spatial shift, synthetic small set; the main job now trains 50 epochs at 2e-3 with "
+        "data.shift=2) for vanilla, TA "
         "(the time pairs), CA (the main job) and TCSA (the paper's headline), paper placement",
     ),
     "full": Preset(
