@@ -59,6 +59,23 @@ def surrogate_grad(h, a, SG: tl.constexpr):
 
 
 @triton.jit
+def grad_u(u, gs, gv, th, dec1, vres, sgp, HARD: tl.constexpr, DETACH: tl.constexpr,
+           STRICT: tl.constexpr, SG: tl.constexpr):  # fmt: skip
+    """``dL/dU`` of fire + reset from ``dL/dS[t]`` (``gs``) and ``dL/dV[t]`` (``gv``)."""
+    s = fire(u, th, STRICT)
+    sg = surrogate_grad(u - th, sgp, SG)
+    if HARD:
+        if not DETACH:
+            gs = gs + gv * (vres - dec1 * u)
+        gu = sg * gs + gv * dec1 * (1.0 - s)
+    else:
+        if not DETACH:
+            gs = gs - gv * dec1 * th
+        gu = sg * gs + gv * dec1
+    return gu
+
+
+@triton.jit
 def lif_fwd(x_ptr, v0_ptr, s_ptr, u_ptr, vl_ptr, T, N, k, vr, g, th, dec, vres,
             HAS_V0: tl.constexpr, SAVE_U: tl.constexpr, HARD: tl.constexpr,
             STRICT: tl.constexpr, HAS_LEAK: tl.constexpr, HAS_GAIN: tl.constexpr,
@@ -115,19 +132,10 @@ def lif_bwd(gs_ptr, gvl_ptr, u_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, pk_ptr, pg_p
     gxp, xp = gx_ptr + last + offs, x_ptr + last + offs
     for i in range(T):
         u = tl.load(up, mask=m, other=0.0)
-        s = fire(u, th, STRICT)
-        sg = surrogate_grad(u - th, sgp, SG)
         gs = tl.zeros([BLOCK], dtype=tl.float32)
         if HAS_GS:
             gs = tl.load(gsp, mask=m, other=0.0)
-        if HARD:
-            if not DETACH:
-                gs = gs + gv * (vres - dec1 * u)
-            gu = sg * gs + gv * dec1 * (1.0 - s)
-        else:
-            if not DETACH:
-                gs = gs - gv * dec1 * th
-            gu = sg * gs + gv * dec1
+        gu = grad_u(u, gs, gv, th, dec1, vres, sgp, HARD, DETACH, STRICT, SG)
         if HAS_GAIN:
             tl.store(gxp, g * gu, mask=m)
         else:

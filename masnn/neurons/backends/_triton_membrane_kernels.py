@@ -17,7 +17,7 @@ multiply-adds: the elementwise arithmetic is the reference's, operation by opera
 import triton
 import triton.language as tl
 
-from masnn.neurons.backends._triton_kernels import charge, fire, reset, surrogate_grad
+from masnn.neurons.backends._triton_kernels import charge, fire, grad_u, reset
 
 
 @triton.jit
@@ -47,23 +47,6 @@ def gate_c(a, gc, mu, var, lam, CA: tl.constexpr):
     else:
         b = a
     return b
-
-
-@triton.jit
-def grad_u(u, gs, gv, th, dec1, vres, sgp, HARD: tl.constexpr, DETACH: tl.constexpr,
-           STRICT: tl.constexpr, SG: tl.constexpr):  # fmt: skip
-    """``dL/dU`` of fire + reset from ``dL/dS[t]`` (``gs``) and ``dL/dV[t]`` (``gv``)."""
-    s = fire(u, th, STRICT)
-    sg = surrogate_grad(u - th, sgp, SG)
-    if HARD:
-        if not DETACH:
-            gs = gs + gv * (vres - dec1 * u)
-        gu = sg * gs + gv * dec1 * (1.0 - s)
-    else:
-        if not DETACH:
-            gs = gs - gv * dec1 * th
-        gu = sg * gs + gv * dec1
-    return gu
 
 
 @triton.jit
