@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from masnn.layers.pool import update_running_stats
 from masnn.neurons.backends import NotSupportedByBackend
 from masnn.neurons.backends.bn_lif import BNArgs, bn_lif_unsupported, lif_bn_cpp
 from masnn.neurons.backends.kernel_build import log_once
@@ -85,16 +86,7 @@ def fused_bn_lif(y_seq: Tensor, bn: nn.BatchNorm2d, neuron: AttnLIF) -> Tensor |
     except NotSupportedByBackend as exc:  # e.g. a preset parameter the kernel does not take
         log_once(_log, logging.INFO, f"BatchNorm + LIF not fused: {exc}")
         return None
-    if bn.training and bn.track_running_stats and bn.running_mean is not None:
-        assert bn.running_var is not None and bn.num_batches_tracked is not None
+    if bn.training:
         assert mean is not None and var is not None
-        with torch.no_grad():
-            bn.num_batches_tracked.add_(1)
-            if bn.momentum is None:  # cumulative moving average
-                factor = 1.0 / float(bn.num_batches_tracked)
-            else:
-                factor = bn.momentum
-            m = y_seq.numel() // y_seq.shape[2]
-            bn.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-            bn.running_var.mul_(1 - factor).add_(var * (m / (m - 1)), alpha=factor)
+        update_running_stats(bn, mean, var, y_seq.numel() // y_seq.shape[2])
     return spikes

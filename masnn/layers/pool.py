@@ -148,15 +148,22 @@ def fused_bn_avg_pool(y: Tensor, bn: nn.BatchNorm2d, pool: nn.Module) -> Tensor 
     if has_hooks(bn) or has_hooks(pool):
         return None
     out, mean, var = _BNAvgPool.apply(y, bn.weight, bn.bias, bn.eps, k)
-    if bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None:
-        with torch.no_grad():
-            assert bn.num_batches_tracked is not None
-            bn.num_batches_tracked.add_(1)
-            if bn.momentum is None:  # cumulative moving average
-                factor = 1.0 / float(bn.num_batches_tracked)
-            else:
-                factor = bn.momentum
-            m = y.numel() // y.shape[1]
-            bn.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-            bn.running_var.mul_(1 - factor).add_(var * (m / max(m - 1, 1)), alpha=factor)
+    update_running_stats(bn, mean, var, y.numel() // y.shape[1])
     return out
+
+
+def update_running_stats(bn: nn.BatchNorm2d, mean: Tensor, var: Tensor, m: int) -> None:
+    """Update ``bn``'s running statistics from one training batch as ``nn.BatchNorm2d`` does
+    (momentum, or the cumulative average when ``momentum`` is ``None``; the unbiased variance
+    of ``m`` values per channel from the biased ``var``). No-op without running statistics."""
+    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+        return
+    assert bn.num_batches_tracked is not None
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative moving average
+            factor = 1.0 / float(bn.num_batches_tracked)
+        else:
+            factor = bn.momentum
+        bn.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+        bn.running_var.mul_(1 - factor).add_(var * (m / max(m - 1, 1)), alpha=factor)
