@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from masnn.neurons.backends import reference_forced
+from masnn.neurons.backends.auto import fused_backend
+from masnn.neurons.backends.bn_lif import bn_pool_input_grad, bn_pool_stats
 from masnn.neurons.backends.membrane import has_hooks
 
 
@@ -85,21 +88,35 @@ class _BNAvgPool(torch.autograd.Function):
     Forward: the per-channel statistics of ``y``, the pooled ``y`` and the per-channel affine
     map on the pooled tensor (pooling is linear, so ``pool(y * a + b) = pool(y) * a + b``).
     Backward: BatchNorm's gradient through the pool in one full-size pass, from the pooled
-    gradient and the saved ``y`` (which BatchNorm saves anyway): the spread gradient
-    ``g / k^2`` and the normalised input are never materialised. Requires ``H`` and ``W``
-    divisible by ``k``.
+    gradient, the saved pooled ``y`` (BN's reductions) and the saved ``y`` (which BatchNorm
+    saves anyway): the spread gradient ``g / k^2`` and the normalised input are never
+    materialised. Requires ``H`` and ``W`` divisible by ``k``.
+
+    On CPU, where the fused LIF kernel library is built, both full-size passes run in it
+    (:func:`~masnn.neurons.backends.bn_lif.bn_pool_stats`: statistics and window means from
+    one read of ``y``; :func:`~masnn.neurons.backends.bn_lif.bn_pool_input_grad`: one read of
+    ``y``, one write of its gradient); elsewhere (and under
+    :func:`~masnn.neurons.backends.reference_only`, tracing or compiling) the same formulas
+    run as torch operations. The two differ by float rounding only (the kernel sums the
+    statistics in double).
     """
 
     @staticmethod
     def forward(ctx: Any, y: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float,
                 k: int) -> Any:  # fmt: skip
-        var, mean = torch.var_mean(y, dim=(0, 2, 3), unbiased=False)
+        ctx.kernel = _use_kernel(y)
+        if ctx.kernel:
+            y = y.contiguous()
+            pooled, mean, var = bn_pool_stats(y, k)
+        else:
+            var, mean = torch.var_mean(y, dim=(0, 2, 3), unbiased=False)
+            pooled = F.avg_pool2d(y, k, k)
         invstd = torch.rsqrt(var + eps)
         scale = invstd if weight is None else weight * invstd
         shift = -mean * scale if bias is None else bias - mean * scale
         c = y.shape[1]
-        out = torch.addcmul(shift.view(1, c, 1, 1), F.avg_pool2d(y, k, k), scale.view(1, c, 1, 1))
-        ctx.save_for_backward(y, weight, mean, invstd)
+        out = torch.addcmul(shift.view(1, c, 1, 1), pooled, scale.view(1, c, 1, 1))
+        ctx.save_for_backward(y, pooled, weight, mean, invstd)
         ctx.k = k
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
@@ -107,7 +124,7 @@ class _BNAvgPool(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g: Tensor, _gm: Any, _gv: Any) -> Any:
-        y, weight, mean, invstd = ctx.saved_tensors
+        y, pooled, weight, mean, invstd = ctx.saved_tensors
         k = ctx.k
         n, c, h, w = y.shape
         ho, wo = h // k, w // k
@@ -117,16 +134,28 @@ class _BNAvgPool(torch.autograd.Function):
         # BN's two reductions over the full-size gradient g_x = spread(g) / k^2, on the pooled
         # tensors: sum(g_x) = sum(g); sum(g_x * xhat) = sum(g * (pool(y) - mean)) * invstd
         sum_g = g.sum((0, 2, 3))
-        sum_gxhat = (g * (F.avg_pool2d(y, k, k) - mean.view(c4))).sum((0, 2, 3)) * invstd
+        sum_gxhat = (g * (pooled - mean.view(c4))).sum((0, 2, 3)) * invstd
         a = invstd if weight is None else weight * invstd
         b = a * invstd * sum_gxhat / m
         c0 = b * mean - a * sum_g / m
         # g_y = a * g_x - a * sum_g / m - a * invstd * (y - mean) * sum_gxhat / m, in one pass
-        term = torch.addcmul(c0.view(c4), g, (a / (k * k)).view(c4)).view(n, c, ho, 1, wo, 1)
-        g_y = torch.addcmul(term, y.view(n, c, ho, k, wo, k), (-b).view(1, c, 1, 1, 1, 1))
+        if ctx.kernel:
+            g_y = bn_pool_input_grad(g, y, a / (k * k), c0, -b, k)
+        else:
+            term = torch.addcmul(c0.view(c4), g, (a / (k * k)).view(c4)).view(n, c, ho, 1, wo, 1)
+            g_y = torch.addcmul(term, y.view(n, c, ho, k, wo, k), (-b).view(1, c, 1, 1, 1, 1))
         g_w = sum_gxhat if weight is not None and ctx.needs_input_grad[1] else None
         g_b = sum_g if ctx.needs_input_grad[2] else None
         return g_y.view(n, c, h, w), g_w, g_b, None, None
+
+
+def _use_kernel(y: Tensor) -> bool:
+    """Whether the fused BN + AvgPool runs its full-size passes in the CPU kernel library."""
+    if y.device.type != "cpu" or y.dtype not in (torch.float32, torch.float64):
+        return False
+    if reference_forced() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return fused_backend("cpu") is not None
 
 
 def fused_bn_avg_pool(y: Tensor, bn: nn.BatchNorm2d, pool: nn.Module) -> Tensor | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -115,17 +117,71 @@ def test_fused_bn_avg_pool_equals_the_two_modules(
         assert int(bn.num_batches_tracked) == int(bn_ref.num_batches_tracked)  # type: ignore[arg-type]
 
 
-def test_fused_bn_avg_pool_gradcheck_float64() -> None:
-    from masnn.layers.pool import _BNAvgPool
+def _kernel_or_torch(kernel: bool) -> contextlib.AbstractContextManager[None]:
+    """The fused BN + AvgPool's CPU kernel path (skip where it is not built) or its torch path."""
+    from masnn.neurons.backends import reference_only
+    from masnn.neurons.backends.auto import fused_backend
 
-    y = torch.randn(4, 3, 4, 6, dtype=torch.float64, requires_grad=True)
+    if not kernel:
+        return reference_only()
+    if fused_backend("cpu") is None:
+        pytest.skip("the fused CPU kernel library is not available here")
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "torch"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_fused_bn_avg_pool_gradcheck_float64(kernel: bool, k: int) -> None:
+    from masnn.layers.pool import _BNAvgPool, _use_kernel
+
+    y = torch.randn(4, 3, 2 * k, 3 * k, dtype=torch.float64, requires_grad=True)
     w = torch.empty(3, dtype=torch.float64).uniform_(0.5, 1.5).requires_grad_()
     b = torch.randn(3, dtype=torch.float64, requires_grad=True)
 
     def f(y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return _BNAvgPool.apply(y, w, b, 1e-5, 2)[0]
+        return _BNAvgPool.apply(y, w, b, 1e-5, k)[0]
 
-    assert torch.autograd.gradcheck(f, (y, w, b))
+    with _kernel_or_torch(kernel):
+        assert _use_kernel(y) is kernel
+        assert torch.autograd.gradcheck(f, (y, w, b))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("shape", "k"), [((16, 64, 32, 32), 2), ((5, 7, 6, 9), 3), ((3, 1, 2, 2), 2)]
+)
+def test_fused_bn_avg_pool_kernel_equals_its_torch_path(
+    shape: tuple[int, ...], k: int, dtype: torch.dtype
+) -> None:
+    """The CPU kernel's statistics, window means and input gradient equal the torch
+    operations' to float rounding (double-summed statistics); same running statistics."""
+    import copy
+
+    from masnn.layers.pool import fused_bn_avg_pool
+
+    torch.manual_seed(0)
+    bn = _bn(shape[1], 0.1).to(dtype)
+    bn_ref = copy.deepcopy(bn)
+    pool = AvgPool2d(k)
+    y = (torch.randn(shape, dtype=dtype) * 3 + 1.5).requires_grad_()
+    y_ref = y.detach().clone().requires_grad_()
+    with _kernel_or_torch(True):
+        out = fused_bn_avg_pool(y, bn, pool)
+    with _kernel_or_torch(False):
+        out_ref = fused_bn_avg_pool(y_ref, bn_ref, pool)
+    assert out is not None and out_ref is not None
+    grad = torch.randn(out.shape, dtype=dtype)
+    out.backward(grad)
+    out_ref.backward(grad)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-11)
+    torch.testing.assert_close(out, out_ref, **tol)
+    assert y.grad is not None and y_ref.grad is not None
+    torch.testing.assert_close(y.grad, y_ref.grad, **tol)
+    for p, p_ref in ((bn.weight, bn_ref.weight), (bn.bias, bn_ref.bias)):
+        assert p.grad is not None and p_ref.grad is not None
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(bn.running_mean, bn_ref.running_mean, **tol)
+    torch.testing.assert_close(bn.running_var, bn_ref.running_var, **tol)
 
 
 def test_fused_bn_avg_pool_declines_what_it_does_not_cover() -> None:

@@ -68,10 +68,47 @@ def batch_stats(y: Tensor) -> tuple[Tensor, Tensor]:
     getattr(lib, f"masnn_bn_plane_stats_{_suffix(y.dtype)}")(
         _ptr(y), _ptr(mean_p), _ptr(m2_p), T * B * C, hw, torch.get_num_threads()
     )
-    mean_p, m2_p = mean_p.view(T * B, C), m2_p.view(T * B, C)
+    return _combine_planes(mean_p.view(T * B, C), m2_p.view(T * B, C), hw, y.dtype)
+
+
+def _combine_planes(
+    mean_p: Tensor, m2_p: Tensor, hw: int, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and biased variance from ``(planes, C)`` plane means and squared
+    deviations of ``hw`` values each (Chan et al.; planes summed in a fixed order)."""
     mean = mean_p.mean(0)
     m2 = m2_p.sum(0) + ((mean_p - mean) ** 2).sum(0) * hw
-    return mean.to(y.dtype), (m2 / (T * B * hw)).to(y.dtype)
+    return mean.to(dtype), (m2 / (mean_p.shape[0] * hw)).to(dtype)
+
+
+def bn_pool_stats(y: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(avg_pool2d(y, k), mean, var)`` of contiguous ``y (N, C, H, W)`` (``H``, ``W``
+    multiples of ``k``) in one read (the kernel): the window means and BatchNorm's per-channel
+    batch mean and biased variance (as :func:`batch_stats`)."""
+    lib = load_library()
+    n, c, h, w = y.shape
+    pooled = torch.empty(n, c, h // k, w // k, dtype=y.dtype)
+    mean_p = torch.empty(n * c, dtype=torch.float64)
+    m2_p = torch.empty(n * c, dtype=torch.float64)
+    getattr(lib, f"masnn_bn_pool_stats_{_suffix(y.dtype)}")(
+        _ptr(y), _ptr(pooled), _ptr(mean_p), _ptr(m2_p), n * c, h, w, k, torch.get_num_threads()
+    )
+    mean, var = _combine_planes(mean_p.view(n, c), m2_p.view(n, c), h * w, y.dtype)
+    return pooled, mean, var
+
+
+def bn_pool_input_grad(g: Tensor, y: Tensor, ak: Tensor, c0: Tensor, nb: Tensor, k: int) -> Tensor:
+    """The fused BN + AvgPool's input gradient ``(c0 + spread(g) * ak) + y * nb`` per channel
+    (the kernel; ``g`` the pooled gradient, ``y (N, C, H, W)`` contiguous)."""
+    lib = load_library()
+    n, c, h, w = y.shape
+    g_y = torch.empty_like(y)
+    g, ak, c0, nb = g.contiguous(), ak.contiguous(), c0.contiguous(), nb.contiguous()  # alive
+    getattr(lib, f"masnn_bn_pool_input_grad_{_suffix(y.dtype)}")(
+        _ptr(g), _ptr(y), _ptr(g_y), _ptr(ak), _ptr(c0), _ptr(nb), n * c, c, h, w, k,
+        torch.get_num_threads(),
+    )  # fmt: skip
+    return g_y
 
 
 def _affine(y: Tensor, bn: BNArgs) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:

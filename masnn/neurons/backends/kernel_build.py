@@ -207,3 +207,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         bn_stats = getattr(lib, f"masnn_bn_plane_stats_{dt}")
         bn_stats.restype = None
         bn_stats.argtypes = [p, p, p, i64, i64, i32]
+        pool_stats = getattr(lib, f"masnn_bn_pool_stats_{dt}")
+        pool_stats.restype = None
+        pool_stats.argtypes = [p, p, p, p, i64, i64, i64, i64, i32]
+        pool_grad = getattr(lib, f"masnn_bn_pool_input_grad_{dt}")
+        pool_grad.restype = None
+        pool_grad.argtypes = [p, p, p, p, p, p, i64, i64, i64, i64, i64, i32]

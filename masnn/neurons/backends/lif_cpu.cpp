@@ -297,24 +297,105 @@ void bn_input_grad(S* g, const S* y, const S* a, const S* d, const S* b, const S
   }
 }
 
+// The mean of n values and the sum of their squared deviations from it, in double, each sum
+// over LANES independent partial sums combined in a fixed order (deterministic; the loops
+// vectorise, where one running sum would be a chain of dependent adds).
+template <typename S>
+inline void mean_m2(const S* __restrict v, int64_t n, double& mean, double& m2) {
+  constexpr int64_t LANES = 8;
+  double a[LANES] = {};
+  int64_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int64_t l = 0; l < LANES; ++l) a[l] += double(v[i + l]);
+  double s = 0.0;
+  for (int64_t l = 0; l < LANES; ++l) s += a[l];
+  for (; i < n; ++i) s += double(v[i]);
+  const double mu = s / double(n);
+  double b[LANES] = {};
+  i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int64_t l = 0; l < LANES; ++l) {
+      const double d = double(v[i + l]) - mu;
+      b[l] += d * d;
+    }
+  double q = 0.0;
+  for (int64_t l = 0; l < LANES; ++l) q += b[l];
+  for (; i < n; ++i) {
+    const double d = double(v[i]) - mu;
+    q += d * d;
+  }
+  mean = mu;
+  m2 = q;
+}
+
 // Per-plane statistics for BatchNorm's batch mean and variance: P planes of hw elements, each
-// plane's mean and sum of squared deviations from it, in double (two passes over a plane that
+// plane's mean and sum of squared deviations from it (mean_m2: two passes over a plane that
 // stays in cache). The caller combines the planes of a channel (Chan et al.'s pairwise formula).
 template <typename S>
 void plane_stats(const S* y, double* mean, double* m2, int64_t P, int64_t hw, int nthreads) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t pl = 0; pl < P; ++pl) mean_m2(y + pl * hw, hw, mean[pl], m2[pl]);
+}
+
+// BatchNorm (batch statistics) followed by a tiling k x k average pool, as one op (the fused
+// BN + AvgPool of masnn.layers.pool). Forward: per plane of H x W (H, W multiples of k), the
+// plane's mean and squared deviations in double (as plane_stats) and the window means of y,
+// from one read of the plane (it stays in cache): BN's affine map is applied later to the
+// pooled tensor, since pooling is linear. Window sums run row by row, left to right, then are
+// divided by k * k (avg_pool2d's order).
+template <typename S>
+void pool_plane_stats(const S* y, S* pooled, double* mean, double* m2, int64_t P, int64_t H,
+                      int64_t W, int64_t k, int nthreads) {
+  const int64_t hw = H * W, ho = H / k, wo = W / k;
+  const S div = S(k * k);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t pl = 0; pl < P; ++pl) {
     const S* __restrict yp = y + pl * hw;
-    double s = 0.0;
-    for (int64_t i = 0; i < hw; ++i) s += double(yp[i]);
-    const double mu = s / double(hw);
-    double q = 0.0;
-    for (int64_t i = 0; i < hw; ++i) {
-      const double d = double(yp[i]) - mu;
-      q += d * d;
+    mean_m2(yp, hw, mean[pl], m2[pl]);
+    S* __restrict op = pooled + pl * ho * wo;
+    for (int64_t i = 0; i < ho; ++i) {
+      S* __restrict acc = op + i * wo;
+      for (int64_t j = 0; j < wo; ++j) acc[j] = S(0);
+      for (int64_t r = 0; r < k; ++r) {  // each window summed row by row, left to right
+        const S* __restrict row = yp + (i * k + r) * W;
+        for (int64_t j = 0; j < wo; ++j)
+          for (int64_t c = 0; c < k; ++c) acc[j] += row[j * k + c];
+      }
+      for (int64_t j = 0; j < wo; ++j) acc[j] = acc[j] / div;
     }
-    mean[pl] = mu;
-    m2[pl] = q;
+  }
+}
+
+// The fused BN + AvgPool's input gradient from the pooled gradient g (P planes of ho x wo):
+// dL/dy = (c0[c] + g[window] * ak[c]) + y * nb[c], with ak = a / k^2 (the pool's spread and
+// BN's scale), c0 and nb = -b BN's per-channel terms (the caller's formula). One read of y,
+// one write of dL/dy; the spread gradient is never materialised.
+template <typename S>
+void pool_input_grad(const S* g, const S* y, S* gy, const S* ak, const S* c0, const S* nb,
+                     int64_t P, int64_t C, int64_t H, int64_t W, int64_t k, int nthreads) {
+  const int64_t hw = H * W, ho = H / k, wo = W / k;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<S> term(static_cast<size_t>(W));
+#pragma omp for schedule(static)
+    for (int64_t pl = 0; pl < P; ++pl) {
+      const int64_t ch = pl % C;
+      const S a = ak[ch], z = c0[ch], n = nb[ch];
+      const S* __restrict yp = y + pl * hw;
+      S* __restrict gp = gy + pl * hw;
+      const S* __restrict gq = g + pl * ho * wo;
+      S* __restrict tp = term.data();
+      for (int64_t i = 0; i < ho; ++i) {
+        for (int64_t j = 0; j < wo; ++j) {
+          const S v = z + gq[i * wo + j] * a;
+          for (int64_t c = 0; c < k; ++c) tp[j * k + c] = v;
+        }
+        for (int64_t r = 0; r < k; ++r) {
+          const int64_t off = (i * k + r) * W;
+          for (int64_t w = 0; w < W; ++w) gp[off + w] = tp[w] + yp[off + w] * n;
+        }
+      }
+    }
   }
 }
 
@@ -358,6 +439,15 @@ int64_t masnn_lif_blocks(int64_t N, int64_t hw) { return Blocks(N, hw).count; }
   void masnn_bn_plane_stats_##SUF(const S* y, double* mean, double* m2, int64_t P,            \
                                   int64_t hw, int nt) {                                        \
     plane_stats<S>(y, mean, m2, P, hw, nt);                                                    \
+  }                                                                                            \
+  void masnn_bn_pool_stats_##SUF(const S* y, S* pooled, double* mean, double* m2, int64_t P,  \
+                                 int64_t H, int64_t W, int64_t k, int nt) {                    \
+    pool_plane_stats<S>(y, pooled, mean, m2, P, H, W, k, nt);                                  \
+  }                                                                                            \
+  void masnn_bn_pool_input_grad_##SUF(const S* g, const S* y, S* gy, const S* ak,             \
+                                      const S* c0, const S* nb, int64_t P, int64_t C,         \
+                                      int64_t H, int64_t W, int64_t k, int nt) {               \
+    pool_input_grad<S>(g, y, gy, ak, c0, nb, P, C, H, W, k, nt);                               \
   }
 
 MASNN_ENTRIES(float, f32)
