@@ -61,6 +61,17 @@ inline S sigmoid(S x) {
   return S(1) / (S(1) + std::exp(-x));
 }
 
+// sum_i a[i] * b[i] over 8 interleaved lanes (the loop vectorises), added up in a fixed order.
+template <typename S>
+inline S dot8(const S* __restrict a, const S* __restrict b, int64_t n) {
+  S acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  for (; i < n; ++i) acc[0] += a[i] * b[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 // CA on a (C, HW) membrane `a`: fills st[0:3C+2h] and writes gc[c] * a to `out`.
 template <typename S>
 void ca_forward(const S* a, S* out, S* st, const S* w0, const S* w1, const Dims& d) {
@@ -322,7 +333,8 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t b = 0; b < d.B; ++b) {
     std::vector<S> gv(N), gu(N), gb(N), bb(N), uu(N), vprev(need_k ? N : 1);
-    std::vector<S> go(HW), gP(2 * HW), gl(C), gza(hid), gzm(hid);
+    std::vector<S> go(HW), gP(2 * HW), gl(C), gza(hid), gzm(hid), ties(HW), gq(2 * HW),
+        wacc(W);
     double* pw0 = part.data() + b * np;
     double* pw1 = pw0 + nw0;
     double* pwsa = pw1 + nw1;
@@ -379,34 +391,48 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
           }
         for (int64_t q = 0; q < HW; ++q) go[q] = go[q] * (gsp[q] * (S(1) - gsp[q]));
         for (int64_t q = 0; q < 2 * HW; ++q) gP[q] = S(0);
+        // the k x k conv's weight and input gradients, tap by tap; in-range rows and columns
+        // only (no test in the inner loop, which vectorises over x: per-x partial sums of the
+        // weight gradient, added up in a fixed order)
         for (int64_t ch = 0; ch < 2; ++ch)
           for (int64_t dy = 0; dy < ks; ++dy)
             for (int64_t dx = 0; dx < ks; ++dx) {
               const S wv = wsa[(ch * ks + dy) * ks + dx];
-              S acc = S(0);
-              for (int64_t y = 0; y < H; ++y) {
-                const int64_t yy = y + dy - r;
-                if (yy < 0 || yy >= H) continue;
-                for (int64_t xq = 0; xq < W; ++xq) {
-                  const int64_t xx = xq + dx - r;
-                  if (xx < 0 || xx >= W) continue;
-                  const S gov = go[y * W + xq];
-                  acc += gov * P[ch * HW + yy * W + xx];
-                  gP[ch * HW + yy * W + xx] += gov * wv;
+              const int64_t y0 = r - dy > 0 ? r - dy : 0, y1 = H + r - dy < H ? H + r - dy : H;
+              const int64_t x0 = r - dx > 0 ? r - dx : 0, x1 = W + r - dx < W ? W + r - dx : W;
+              S* __restrict wa = wacc.data();
+              for (int64_t xq = 0; xq < W; ++xq) wa[xq] = S(0);
+              for (int64_t y = y0; y < y1; ++y) {
+                const S* __restrict gor = go.data() + y * W;
+                const S* __restrict pr = P + ch * HW + (y + dy - r) * W + (dx - r);
+                S* __restrict gpr = gP.data() + ch * HW + (y + dy - r) * W + (dx - r);
+                for (int64_t xq = x0; xq < x1; ++xq) {
+                  wa[xq] += gor[xq] * pr[xq];
+                  gpr[xq] += gor[xq] * wv;
                 }
               }
+              S acc = S(0);
+              for (int64_t xq = x0; xq < x1; ++xq) acc += wa[xq];
               pwsa[(ch * ks + dy) * ks + dx] += double(acc);
             }
+        // the channel pools' gradients: the mean's spread evenly, the max's shared evenly
+        // between tied maxima (channel-major loops over HW-long rows, which vectorise)
+        const S* pm = P + HW;
+        for (int64_t q = 0; q < HW; ++q) ties[q] = S(0);
+        for (int64_t c = 0; c < C; ++c) {
+          const S* __restrict bc = bb.data() + c * HW;
+          for (int64_t q = 0; q < HW; ++q) ties[q] += bc[q] == pm[q] ? S(1) : S(0);
+        }
         for (int64_t q = 0; q < HW; ++q) {
-          const S gavg = gP[q] / S(C);
-          const S m = P[HW + q];
-          int64_t ties = 0;
-          for (int64_t c = 0; c < C; ++c) ties += bb[c * HW + q] == m;
-          const S gmax = gP[HW + q] / S(ties);
-          for (int64_t c = 0; c < C; ++c) {
-            const int64_t i = c * HW + q;
-            gb[i] = gb[i] + gavg;
-            if (bb[i] == m) gb[i] = gb[i] + gmax;
+          gq[q] = gP[q] / S(C);
+          gq[HW + q] = gP[HW + q] / ties[q];
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          const S* __restrict bc = bb.data() + c * HW;
+          S* __restrict gbc = gb.data() + c * HW;
+          for (int64_t q = 0; q < HW; ++q) {
+            const S v = gbc[q] + gq[q];
+            gbc[q] = bc[q] == pm[q] ? v + gq[HW + q] : v;
           }
         }
       } else {
@@ -448,11 +474,8 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
         const S* avg = st;
         const S* gc = st + C;
         const int64_t r1 = hid / 2;
-        for (int64_t c = 0; c < C; ++c) {
-          S acc = S(0);
-          for (int64_t q = 0; q < HW; ++q) acc += gb[c * HW + q] * at[c * HW + q];
-          gl[c] = acc * (gc[c] * (S(1) - gc[c]));
-        }
+        for (int64_t c = 0; c < C; ++c)
+          gl[c] = dot8(gb.data() + c * HW, at + c * HW, HW) * (gc[c] * (S(1) - gc[c]));
         for (int64_t c = 0; c < C; ++c) {  // dL/d avg[c], spread over the HW pixels
           S acc = S(0);
           for (int64_t j = 0; j < hid; ++j) {
@@ -479,11 +502,8 @@ void backward_t(const S* grad_s, const S* grad_vlast, const S* a_save, const S* 
         const S* za = st + 2 * C;
         const S* zm = za + hid;
         const S* gc = zm + hid;
-        for (int64_t c = 0; c < C; ++c) {
-          S acc = S(0);
-          for (int64_t q = 0; q < HW; ++q) acc += gb[c * HW + q] * at[c * HW + q];
-          gl[c] = acc * (gc[c] * (S(1) - gc[c]));
-        }
+        for (int64_t c = 0; c < C; ++c)
+          gl[c] = dot8(gb.data() + c * HW, at + c * HW, HW) * (gc[c] * (S(1) - gc[c]));
         for (int64_t c = 0; c < C; ++c)
           for (int64_t j = 0; j < hid; ++j) {
             const S ra = za[j] > S(0) ? za[j] : S(0), rm = zm[j] > S(0) ? zm[j] : S(0);
