@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from masnn.neurons.backends import reference_forced
 from masnn.neurons.backends.auto import fused_backend
-from masnn.neurons.backends.bn_lif import bn_pool_input_grad, bn_pool_stats
+from masnn.neurons.backends.bn_lif import bn_pool_grad_sums, bn_pool_input_grad, bn_pool_stats
 from masnn.neurons.backends.membrane import has_hooks
 
 
@@ -87,15 +87,17 @@ class _BNAvgPool(torch.autograd.Function):
 
     Forward: the per-channel statistics of ``y``, the pooled ``y`` and the per-channel affine
     map on the pooled tensor (pooling is linear, so ``pool(y * a + b) = pool(y) * a + b``).
-    Backward: BatchNorm's gradient through the pool in one full-size pass, from the pooled
-    gradient, the saved pooled ``y`` (BN's reductions) and the saved ``y`` (which BatchNorm
-    saves anyway): the spread gradient ``g / k^2`` and the normalised input are never
-    materialised. Requires ``H`` and ``W`` divisible by ``k``.
+    Backward: BatchNorm's gradient through the pool from the pooled gradient and the saved
+    ``y`` (which BatchNorm saves anyway; nothing else full-size is kept): the window means
+    again for BN's second reduction, then the input gradient in one pass; the spread gradient
+    ``g / k^2`` and the normalised input are never materialised. Requires ``H`` and ``W``
+    divisible by ``k``.
 
-    On CPU, where the fused LIF kernel library is built, both full-size passes run in it
+    On CPU, where the fused LIF kernel library is built, the full-size passes run in it
     (:func:`~masnn.neurons.backends.bn_lif.bn_pool_stats`: statistics and window means from
-    one read of ``y``; :func:`~masnn.neurons.backends.bn_lif.bn_pool_input_grad`: one read of
-    ``y``, one write of its gradient); elsewhere (and under
+    one read of ``y``; :func:`~masnn.neurons.backends.bn_lif.bn_pool_grad_sums`: the
+    reduction from one read; :func:`~masnn.neurons.backends.bn_lif.bn_pool_input_grad`: one
+    read of ``y``, one write of its gradient); elsewhere (and under
     :func:`~masnn.neurons.backends.reference_only`, tracing or compiling) the same formulas
     run as torch operations. The two differ by float rounding only (the kernel sums the
     statistics in double).
@@ -116,7 +118,7 @@ class _BNAvgPool(torch.autograd.Function):
         shift = -mean * scale if bias is None else bias - mean * scale
         c = y.shape[1]
         out = torch.addcmul(shift.view(1, c, 1, 1), pooled, scale.view(1, c, 1, 1))
-        ctx.save_for_backward(y, pooled, weight, mean, invstd)
+        ctx.save_for_backward(y, weight, mean, invstd)
         ctx.k = k
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
@@ -124,7 +126,7 @@ class _BNAvgPool(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g: Tensor, _gm: Any, _gv: Any) -> Any:
-        y, pooled, weight, mean, invstd = ctx.saved_tensors
+        y, weight, mean, invstd = ctx.saved_tensors
         k = ctx.k
         n, c, h, w = y.shape
         ho, wo = h // k, w // k
@@ -134,7 +136,10 @@ class _BNAvgPool(torch.autograd.Function):
         # BN's two reductions over the full-size gradient g_x = spread(g) / k^2, on the pooled
         # tensors: sum(g_x) = sum(g); sum(g_x * xhat) = sum(g * (pool(y) - mean)) * invstd
         sum_g = g.sum((0, 2, 3))
-        sum_gxhat = (g * (pooled - mean.view(c4))).sum((0, 2, 3)) * invstd
+        if ctx.kernel:  # the window means recomputed in the kernel's read of y
+            sum_gxhat = bn_pool_grad_sums(g, y, mean, k).to(y.dtype) * invstd
+        else:
+            sum_gxhat = (g * (F.avg_pool2d(y, k, k) - mean.view(c4))).sum((0, 2, 3)) * invstd
         a = invstd if weight is None else weight * invstd
         b = a * invstd * sum_gxhat / m
         c0 = b * mean - a * sum_g / m

@@ -97,6 +97,20 @@ def bn_pool_stats(y: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     return pooled, mean, var
 
 
+def bn_pool_grad_sums(g: Tensor, y: Tensor, mean: Tensor, k: int) -> Tensor:
+    """Per channel, in double: the sum over ``(N, H/k, W/k)`` of ``g * (avg_pool2d(y, k) -
+    mean)`` (the kernel; the window means recomputed from contiguous ``y (N, C, H, W)`` as
+    :func:`bn_pool_stats` computed them; planes summed in a fixed order)."""
+    lib = load_library()
+    n, c, h, w = y.shape
+    part = torch.empty(n * c, dtype=torch.float64)
+    g, mean = g.contiguous(), mean.contiguous()  # alive during the call
+    getattr(lib, f"masnn_bn_pool_grad_sums_{_suffix(y.dtype)}")(
+        _ptr(g), _ptr(y), _ptr(mean), _ptr(part), n * c, c, h, w, k, torch.get_num_threads()
+    )
+    return part.view(n, c).sum(0)
+
+
 def bn_pool_input_grad(g: Tensor, y: Tensor, ak: Tensor, c0: Tensor, nb: Tensor, k: int) -> Tensor:
     """The fused BN + AvgPool's input gradient ``(c0 + spread(g) * ak) + y * nb`` per channel
     (the kernel; ``g`` the pooled gradient, ``y (N, C, H, W)`` contiguous)."""

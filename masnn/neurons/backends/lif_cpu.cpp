@@ -366,6 +366,38 @@ void pool_plane_stats(const S* y, S* pooled, double* mean, double* m2, int64_t P
   }
 }
 
+// The fused BN + AvgPool's second backward reduction, per plane: sum over the windows of
+// g * (window mean of y - mean[c]), the window means recomputed as the forward did (so the
+// pooled y is not kept for backward), summed in double. One read of y.
+template <typename S>
+void pool_grad_sums(const S* g, const S* y, const S* mean, double* part, int64_t P, int64_t C,
+                    int64_t H, int64_t W, int64_t k, int nthreads) {
+  const int64_t hw = H * W, ho = H / k, wo = W / k;
+  const S div = S(k * k);
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<S> acc(static_cast<size_t>(wo));
+#pragma omp for schedule(static)
+    for (int64_t pl = 0; pl < P; ++pl) {
+      const S mu = mean[pl % C];
+      const S* __restrict yp = y + pl * hw;
+      const S* __restrict gq = g + pl * ho * wo;
+      S* __restrict ac = acc.data();
+      double s = 0.0;
+      for (int64_t i = 0; i < ho; ++i) {
+        for (int64_t j = 0; j < wo; ++j) ac[j] = S(0);
+        for (int64_t r = 0; r < k; ++r) {
+          const S* __restrict row = yp + (i * k + r) * W;
+          for (int64_t j = 0; j < wo; ++j)
+            for (int64_t c = 0; c < k; ++c) ac[j] += row[j * k + c];
+        }
+        for (int64_t j = 0; j < wo; ++j) s += double(gq[i * wo + j] * (ac[j] / div - mu));
+      }
+      part[pl] = s;
+    }
+  }
+}
+
 // The fused BN + AvgPool's input gradient from the pooled gradient g (P planes of ho x wo):
 // dL/dy = (c0[c] + g[window] * ak[c]) + y * nb[c], with ak = a / k^2 (the pool's spread and
 // BN's scale), c0 and nb = -b BN's per-channel terms (the caller's formula). One read of y,
@@ -443,6 +475,11 @@ int64_t masnn_lif_blocks(int64_t N, int64_t hw) { return Blocks(N, hw).count; }
   void masnn_bn_pool_stats_##SUF(const S* y, S* pooled, double* mean, double* m2, int64_t P,  \
                                  int64_t H, int64_t W, int64_t k, int nt) {                    \
     pool_plane_stats<S>(y, pooled, mean, m2, P, H, W, k, nt);                                  \
+  }                                                                                            \
+  void masnn_bn_pool_grad_sums_##SUF(const S* g, const S* y, const S* mean, double* part,      \
+                                     int64_t P, int64_t C, int64_t H, int64_t W, int64_t k,   \
+                                     int nt) {                                                 \
+    pool_grad_sums<S>(g, y, mean, part, P, C, H, W, k, nt);                                    \
   }                                                                                            \
   void masnn_bn_pool_input_grad_##SUF(const S* g, const S* y, S* gy, const S* ak,             \
                                       const S* c0, const S* nb, int64_t P, int64_t C,         \
