@@ -224,3 +224,57 @@ def test_block_trains_the_same_with_the_fused_bn_pool() -> None:
         torch.testing.assert_close(
             p.grad, p_ref.grad, rtol=1e-4, atol=1e-4, msg=name
         )  # conv.bias ~ 0
+
+
+def test_fused_bn_avg_pool_writes_its_input_gradient_into_y_only_when_nothing_else_sees_y(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CPU kernel's backward overwrites the saved conv output with its gradient only when
+    the graph is not retained and nothing else holds it (a hook's reference, a view); the
+    gradients equal those of the path that writes a new tensor."""
+    import copy
+
+    import masnn.layers.pool as pool_mod
+    from masnn.layers import SpikingConvBlock
+
+    with _kernel_or_torch(True):
+        calls: list[bool] = []
+        real = pool_mod.bn_pool_input_grad
+
+        def spy(*args: object, **kwargs: object) -> torch.Tensor:
+            calls.append(bool(kwargs.get("inplace")))
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(pool_mod, "bn_pool_input_grad", spy)
+        torch.manual_seed(0)
+        block = SpikingConvBlock(2, 6, 4, pool="avg")
+        ref = copy.deepcopy(block)
+        x = (torch.rand(4, 3, 2, 8, 8) < 0.3).float()
+
+        block(x).sum().backward()
+        assert calls == [True]
+        monkeypatch.setattr(pool_mod, "_consumable", lambda t: False)
+        ref(x).sum().backward()
+        for (name, p), p_ref in zip(block.named_parameters(), ref.parameters()):
+            assert p.grad is not None and p_ref.grad is not None, name
+            assert torch.equal(p.grad, p_ref.grad), name
+        monkeypatch.undo()
+        monkeypatch.setattr(pool_mod, "bn_pool_input_grad", spy)
+
+        calls.clear()
+        loss = block(x).sum()
+        loss.backward(retain_graph=True)  # a second backward reads y again
+        loss.backward()
+        assert calls == [False, True]
+
+        for keep in (lambda o: o, lambda o: o[:, :2]):  # the tensor itself, or a view of it
+            held: list[torch.Tensor] = []
+            hook = lambda m, i, o, held=held, keep=keep: held.append(keep(o))  # noqa: E731
+            handle = block.conv.register_forward_hook(hook)
+            calls.clear()
+            out = block(x)
+            before = held[0].clone()
+            out.sum().backward()
+            handle.remove()
+            assert calls == [False]
+            assert torch.equal(held[0], before)

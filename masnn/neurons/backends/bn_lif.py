@@ -111,12 +111,15 @@ def bn_pool_grad_sums(g: Tensor, y: Tensor, mean: Tensor, k: int) -> Tensor:
     return part.view(n, c).sum(0)
 
 
-def bn_pool_input_grad(g: Tensor, y: Tensor, ak: Tensor, c0: Tensor, nb: Tensor, k: int) -> Tensor:
+def bn_pool_input_grad(
+    g: Tensor, y: Tensor, ak: Tensor, c0: Tensor, nb: Tensor, k: int, inplace: bool = False
+) -> Tensor:
     """The fused BN + AvgPool's input gradient ``(c0 + spread(g) * ak) + y * nb`` per channel
-    (the kernel; ``g`` the pooled gradient, ``y (N, C, H, W)`` contiguous)."""
+    (the kernel; ``g`` the pooled gradient, ``y (N, C, H, W)`` contiguous). ``inplace``: write
+    it into ``y`` (which the caller gives up) instead of a new tensor."""
     lib = load_library()
     n, c, h, w = y.shape
-    g_y = torch.empty_like(y)
+    g_y = y if inplace else torch.empty_like(y)
     g, ak, c0, nb = g.contiguous(), ak.contiguous(), c0.contiguous(), nb.contiguous()  # alive
     getattr(lib, f"masnn_bn_pool_input_grad_{_suffix(y.dtype)}")(
         _ptr(g), _ptr(y), _ptr(g_y), _ptr(ak), _ptr(c0), _ptr(nb), n * c, c, h, w, k,

@@ -401,11 +401,13 @@ void pool_grad_sums(const S* g, const S* y, const S* mean, double* part, int64_t
 // The fused BN + AvgPool's input gradient from the pooled gradient g (P planes of ho x wo):
 // dL/dy = (c0[c] + g[window] * ak[c]) + y * nb[c], with ak = a / k^2 (the pool's spread and
 // BN's scale), c0 and nb = -b BN's per-channel terms (the caller's formula). One read of y,
-// one write of dL/dy; the spread gradient is never materialised.
+// one write of dL/dy; the spread gradient is never materialised. gy may be y itself (the
+// caller consumes a saved y nothing else holds): written in place.
 template <typename S>
 void pool_input_grad(const S* g, const S* y, S* gy, const S* ak, const S* c0, const S* nb,
                      int64_t P, int64_t C, int64_t H, int64_t W, int64_t k, int nthreads) {
   const int64_t hw = H * W, ho = H / k, wo = W / k;
+  const bool inplace = static_cast<const void*>(gy) == static_cast<const void*>(y);
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<S> term(static_cast<size_t>(W));
@@ -413,8 +415,8 @@ void pool_input_grad(const S* g, const S* y, S* gy, const S* ak, const S* c0, co
     for (int64_t pl = 0; pl < P; ++pl) {
       const int64_t ch = pl % C;
       const S a = ak[ch], z = c0[ch], n = nb[ch];
-      const S* __restrict yp = y + pl * hw;
-      S* __restrict gp = gy + pl * hw;
+      const S* __restrict yp = inplace ? nullptr : y + pl * hw;
+      S* __restrict gp = inplace ? nullptr : gy + pl * hw;
       const S* __restrict gq = g + pl * ho * wo;
       S* __restrict tp = term.data();
       for (int64_t i = 0; i < ho; ++i) {
@@ -424,7 +426,12 @@ void pool_input_grad(const S* g, const S* y, S* gy, const S* ak, const S* c0, co
         }
         for (int64_t r = 0; r < k; ++r) {
           const int64_t off = (i * k + r) * W;
-          for (int64_t w = 0; w < W; ++w) gp[off + w] = tp[w] + yp[off + w] * n;
+          if (inplace) {  // gy is y: each element read, then overwritten (one pointer)
+            S* __restrict row = gy + pl * hw + off;
+            for (int64_t w = 0; w < W; ++w) row[w] = tp[w] + row[w] * n;
+          } else {
+            for (int64_t w = 0; w < W; ++w) gp[off + w] = tp[w] + yp[off + w] * n;
+          }
         }
       }
     }
