@@ -13,8 +13,6 @@ operation (bit for bit). Other settings, tracing/export and no-grad calls use th
 
 from __future__ import annotations
 
-import functools
-import sys
 from typing import Any
 
 import torch
@@ -25,6 +23,7 @@ from masnn.neurons.backends import reference_forced
 from masnn.neurons.backends.auto import fused_backend
 from masnn.neurons.backends.bn_lif import bn_pool_grad_sums, bn_pool_input_grad, bn_pool_stats
 from masnn.neurons.backends.membrane import has_hooks
+from masnn.neurons.backends.saved import consumable
 
 
 class _TilingAvgPool(torch.autograd.Function):
@@ -100,7 +99,8 @@ class _BNAvgPool(torch.autograd.Function):
     one read of ``y``; :func:`~masnn.neurons.backends.bn_lif.bn_pool_grad_sums`: the
     reduction from one read; :func:`~masnn.neurons.backends.bn_lif.bn_pool_input_grad`: one
     read of ``y``, one write of its gradient, into ``y``'s own buffer when the graph is not
-    retained and nothing else holds ``y``: :func:`_consumable`); elsewhere (and under
+    retained and nothing else holds ``y``:
+    :func:`~masnn.neurons.backends.saved.consumable`); elsewhere (and under
     :func:`~masnn.neurons.backends.reference_only`, tracing or compiling) the same formulas
     run as torch operations. The two differ by float rounding only (the kernel sums the
     statistics in double).
@@ -148,7 +148,7 @@ class _BNAvgPool(torch.autograd.Function):
         c0 = b * mean - a * sum_g / m
         # g_y = a * g_x - a * sum_g / m - a * invstd * (y - mean) * sum_gxhat / m, in one pass
         if ctx.kernel:  # written into y's own buffer when nothing else can see y
-            inplace = _consumable(y)  # (its own statement: a pending call's arguments hold y)
+            inplace = consumable(y)  # (its own statement: a pending call's arguments hold y)
             g_y = bn_pool_input_grad(g, y, a / (k * k), c0, -b, k, inplace=inplace)
         else:
             term = torch.addcmul(c0.view(c4), g, (a / (k * k)).view(c4)).view(n, c, ho, 1, wo, 1)
@@ -156,56 +156,6 @@ class _BNAvgPool(torch.autograd.Function):
         g_w = sum_gxhat if weight is not None and ctx.needs_input_grad[1] else None
         g_b = sum_g if ctx.needs_input_grad[2] else None
         return g_y.view(n, c, h, w), g_w, g_b, None, None
-
-
-def _holders(t: Tensor) -> tuple[int, int, int]:
-    """Python references, tensor references and storage references of ``t``."""
-    return (
-        sys.getrefcount(t),
-        t._use_count(),  # type: ignore[attr-defined]
-        torch._C._storage_Use_Count(t.untyped_storage()._cdata),
-    )
-
-
-class _HoldersProbe(torch.autograd.Function):
-    """A saved tensor nothing else holds, unpacked in backward: ``_holders`` as measured there
-    (through :func:`_consumable`, the same call depth as :class:`_BNAvgPool`'s backward)."""
-
-    seen: tuple[int, int, int] | None = None
-
-    @staticmethod
-    def forward(ctx: Any, t: Tensor) -> Tensor:
-        ctx.save_for_backward(t)
-        return t.sum()
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> Tensor:
-        (t,) = ctx.saved_tensors
-        _consumable(t, probing=True)
-        return g.expand(t.shape)
-
-
-@functools.cache
-def _baseline() -> tuple[int, int, int]:
-    x = torch.zeros(4, requires_grad=True)
-    with torch.enable_grad():
-        _HoldersProbe.apply(x * 1.0).backward()
-    assert _HoldersProbe.seen is not None
-    return _HoldersProbe.seen
-
-
-def _consumable(t: Tensor, probing: bool = False) -> bool:
-    """Whether a backward may overwrite its saved ``t``: the graph is not retained (no second
-    backward will read ``t``) and nothing else holds ``t`` (no Python reference, no other
-    autograd node, no view of its storage), compared with a probe's counts in the same
-    position (:class:`_HoldersProbe`). Anything unexpected answers ``False``."""
-    counts = _holders(t)
-    if probing:
-        _HoldersProbe.seen = counts
-        return False
-    if torch._C._autograd._get_current_graph_task_keep_graph():
-        return False
-    return all(c <= b for c, b in zip(counts, _baseline()))
 
 
 def _use_kernel(y: Tensor) -> bool:

@@ -328,3 +328,44 @@ def test_main_job_model_uses_the_fused_kernel(kernel_calls: list[int]) -> None:
     x = (torch.rand(4, 2, 2, 32, 32, generator=torch.Generator().manual_seed(1)) < 0.2).float()
     model(x).sum().backward()
     assert len(kernel_calls) == sum(g is not None for g in gates)
+
+
+def test_backward_writes_dx_into_its_saved_membrane_only_without_a_retained_graph(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kernel's dL/dX goes into the saved A buffer when no second backward can read it;
+    both ways give the same gradients, and a retained graph backpropagates twice unchanged."""
+    import masnn.neurons.backends.saved as saved
+
+    answers: list[bool] = []
+    real = saved._holders
+
+    def spy(t: torch.Tensor) -> tuple[int, int, int]:  # what consumable() will answer
+        refs, uses, storage = real(t)
+        counts = (refs - 1, uses, storage)  # this wrapper's own reference
+        keep = torch._C._autograd._get_current_graph_task_keep_graph()
+        answers.append(not keep and all(c <= b for c, b in zip(counts, saved._BASELINE)))
+        return counts
+
+    monkeypatch.setattr(saved, "_holders", spy)
+    _, new = _pair("paper", "csa", 4, 5, torch.float32)
+    x = _inputs((5, 3, 4, 6, 5), torch.float32, 1) * _scale(new)
+    v0 = torch.zeros(3, 4, 6, 5)
+    gs, gv = torch.randn(5, 3, 4, 6, 5), torch.randn(3, 4, 6, 5)
+    _, _, g_in = _run(new, x, v0, gs, gv)
+    assert answers == [True]
+    with monkeypatch.context() as m:
+        m.setattr(membrane, "consumable", lambda t: False)
+        _, _, g_new = _run(new, x, v0, gs, gv)
+    for k, g in g_in.items():
+        assert torch.equal(g, g_new[k]), k
+    answers.clear()
+    xr = x.detach().clone().requires_grad_()
+    s = new.lif(xr)
+    loss = (s * gs).sum()
+    loss.backward(retain_graph=True)
+    first = xr.grad.clone()  # type: ignore[union-attr]
+    xr.grad = None
+    loss.backward()
+    assert answers == [False, True]
+    assert torch.equal(xr.grad, first)  # type: ignore[arg-type]

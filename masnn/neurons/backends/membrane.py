@@ -40,6 +40,7 @@ from masnn.neurons.backends.cpp import CParams, check_shapes, make_plan
 from masnn.neurons.backends.kernel_build import COMMON, load_shared
 from masnn.neurons.backends.kernel_build import dtype_suffix as _suffix
 from masnn.neurons.backends.kernel_build import ptr as _ptr
+from masnn.neurons.backends.saved import consumable
 from masnn.neurons.functional import LIFParams, MembraneGate
 from masnn.neurons.surrogate import Surrogate
 
@@ -251,7 +252,10 @@ class _FusedMembraneLIF(torch.autograd.Function):
         a_save, stats, x, v0, w0, w1, wsa = ctx.saved_tensors
         need = ctx.needs_input_grad
         dt = a_save.dtype
-        g_x = torch.empty_like(a_save) if need[0] else None
+        # dL/dX[t] may go into A[t]'s own buffer: the kernel reads A[t] (and A[t-1]) before it
+        # writes dL/dX[t], and nothing else holds A once backward runs without a retained graph
+        inplace = need[0] and consumable(a_save)
+        g_x = (a_save if inplace else torch.empty_like(a_save)) if need[0] else None
         g_v0 = torch.empty(a_save.shape[1:], dtype=dt) if need[1] and ctx.has_v0 else None
         g_leak = torch.zeros((), dtype=torch.float64) if need[2] else None
         g_gain = torch.zeros((), dtype=torch.float64) if need[3] else None

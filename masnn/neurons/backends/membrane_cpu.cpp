@@ -22,7 +22,8 @@
 // Saved for backward (when asked): A (T, B, C, HW) and per (t, b) the small gate statistics
 // (CA: a, m, W0 a, W0 m, gc; SA: P, gs): 3C + 2h + 3HW values. The backward pass recomputes B,
 // U, the spikes and (for a learnable leak) V[t-1] from them. Max-pool gradients are shared
-// evenly between tied maxima, as torch's amax.
+// evenly between tied maxima, as torch's amax. dL/dX may be written into A's own buffer: step
+// t (backward runs t = T-1 .. 0) reads A[t] and A[t-1], then writes dL/dX[t] last.
 #include <cmath>
 #include <cstdint>
 #include <vector>
