@@ -278,3 +278,29 @@ def test_fused_bn_avg_pool_writes_its_input_gradient_into_y_only_when_nothing_el
             handle.remove()
             assert calls == [False]
             assert torch.equal(held[0], before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("shape", "k"), [((6, 5, 8, 8), 2), ((6, 5, 9, 7), 2), ((3, 4, 12, 13), 3), ((5, 7, 7), 2)]
+)
+def test_inference_pool_runs_the_kernel_and_equals_avg_pool2d_bit_for_bit(
+    shape: tuple[int, ...], k: int, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import masnn.layers.pool as pool_mod
+
+    calls: list[int] = []
+    real = pool_mod.avg_pool
+
+    def spy(x: torch.Tensor, kk: int) -> torch.Tensor:
+        calls.append(1)
+        return real(x, kk)
+
+    monkeypatch.setattr(pool_mod, "avg_pool", spy)
+    x = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    with _kernel_or_torch(True), torch.no_grad():
+        out = AvgPool2d(k)(x)
+        out_nc = AvgPool2d(k)(x.transpose(-1, -2))  # not contiguous: torch's op
+    assert calls == [1]
+    assert torch.equal(out, F.avg_pool2d(x, k))
+    assert torch.equal(out_nc, F.avg_pool2d(x.transpose(-1, -2), k))

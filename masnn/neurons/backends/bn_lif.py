@@ -97,6 +97,18 @@ def bn_pool_stats(y: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     return pooled, mean, var
 
 
+def avg_pool(y: Tensor, k: int) -> Tensor:
+    """``avg_pool2d(y, k)`` (kernel = stride ``k``, no padding, floor mode) of contiguous ``y
+    (..., H, W)`` in the kernel: the same arithmetic, bit for bit, in one read."""
+    lib = load_library()
+    h, w = y.shape[-2:]
+    pooled = torch.empty(*y.shape[:-2], h // k, w // k, dtype=y.dtype)
+    getattr(lib, f"masnn_avg_pool_{_suffix(y.dtype)}")(
+        _ptr(y), _ptr(pooled), y.numel() // (h * w), h, w, k, torch.get_num_threads()
+    )
+    return pooled
+
+
 def bn_pool_grad_sums(g: Tensor, y: Tensor, mean: Tensor, k: int) -> Tensor:
     """Per channel, in double: the sum over ``(N, H/k, W/k)`` of ``g * (avg_pool2d(y, k) -
     mean)`` (the kernel; the window means recomputed from contiguous ``y (N, C, H, W)`` as

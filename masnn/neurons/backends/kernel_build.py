@@ -210,6 +210,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         pool_stats = getattr(lib, f"masnn_bn_pool_stats_{dt}")
         pool_stats.restype = None
         pool_stats.argtypes = [p, p, p, p, i64, i64, i64, i64, i32]
+        avg_pool = getattr(lib, f"masnn_avg_pool_{dt}")
+        avg_pool.restype = None
+        avg_pool.argtypes = [p, p, i64, i64, i64, i64, i32]
         pool_sums = getattr(lib, f"masnn_bn_pool_grad_sums_{dt}")
         pool_sums.restype = None
         pool_sums.argtypes = [p, p, p, p, i64, i64, i64, i64, i64, i32]

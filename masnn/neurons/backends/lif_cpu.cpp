@@ -343,27 +343,45 @@ void plane_stats(const S* y, double* mean, double* m2, int64_t P, int64_t hw, in
 // from one read of the plane (it stays in cache): BN's affine map is applied later to the
 // pooled tensor, since pooling is linear. Window sums run row by row, left to right, then are
 // divided by k * k (avg_pool2d's order).
+// The k x k window means of one H x W plane into op ((H / k) x (W / k)): each window summed
+// row by row, left to right, then divided by k * k (avg_pool2d's order).
+template <typename S>
+inline void pool_plane(const S* __restrict yp, S* __restrict op, int64_t H, int64_t W,
+                       int64_t k) {
+  const int64_t ho = H / k, wo = W / k;
+  const S div = S(k * k);
+  for (int64_t i = 0; i < ho; ++i) {
+    S* __restrict acc = op + i * wo;
+    for (int64_t j = 0; j < wo; ++j) acc[j] = S(0);
+    for (int64_t r = 0; r < k; ++r) {
+      const S* __restrict row = yp + (i * k + r) * W;
+      for (int64_t j = 0; j < wo; ++j)
+        for (int64_t c = 0; c < k; ++c) acc[j] += row[j * k + c];
+    }
+    for (int64_t j = 0; j < wo; ++j) acc[j] = acc[j] / div;
+  }
+}
+
 template <typename S>
 void pool_plane_stats(const S* y, S* pooled, double* mean, double* m2, int64_t P, int64_t H,
                       int64_t W, int64_t k, int nthreads) {
   const int64_t hw = H * W, ho = H / k, wo = W / k;
-  const S div = S(k * k);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t pl = 0; pl < P; ++pl) {
     const S* __restrict yp = y + pl * hw;
     mean_m2(yp, hw, mean[pl], m2[pl]);
-    S* __restrict op = pooled + pl * ho * wo;
-    for (int64_t i = 0; i < ho; ++i) {
-      S* __restrict acc = op + i * wo;
-      for (int64_t j = 0; j < wo; ++j) acc[j] = S(0);
-      for (int64_t r = 0; r < k; ++r) {  // each window summed row by row, left to right
-        const S* __restrict row = yp + (i * k + r) * W;
-        for (int64_t j = 0; j < wo; ++j)
-          for (int64_t c = 0; c < k; ++c) acc[j] += row[j * k + c];
-      }
-      for (int64_t j = 0; j < wo; ++j) acc[j] = acc[j] / div;
-    }
+    pool_plane(yp, pooled + pl * ho * wo, H, W, k);
   }
+}
+
+// A tiling k x k average pool (floor mode: trailing rows / columns that fill no window are
+// skipped), P planes of H x W; avg_pool2d's arithmetic (windows summed row by row, left to
+// right, then divided by k * k), so the result equals it bit for bit.
+template <typename S>
+void avg_pool(const S* y, S* pooled, int64_t P, int64_t H, int64_t W, int64_t k, int nthreads) {
+  const int64_t hw = H * W, howo = (H / k) * (W / k);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t pl = 0; pl < P; ++pl) pool_plane(y + pl * hw, pooled + pl * howo, H, W, k);
 }
 
 // The fused BN + AvgPool's second backward reduction, per plane: sum over the windows of
@@ -482,6 +500,10 @@ int64_t masnn_lif_blocks(int64_t N, int64_t hw) { return Blocks(N, hw).count; }
   void masnn_bn_pool_stats_##SUF(const S* y, S* pooled, double* mean, double* m2, int64_t P,  \
                                  int64_t H, int64_t W, int64_t k, int nt) {                    \
     pool_plane_stats<S>(y, pooled, mean, m2, P, H, W, k, nt);                                  \
+  }                                                                                            \
+  void masnn_avg_pool_##SUF(const S* y, S* pooled, int64_t P, int64_t H, int64_t W, int64_t k, \
+                            int nt) {                                                          \
+    avg_pool<S>(y, pooled, P, H, W, k, nt);                                                    \
   }                                                                                            \
   void masnn_bn_pool_grad_sums_##SUF(const S* g, const S* y, const S* mean, double* part,      \
                                      int64_t P, int64_t C, int64_t H, int64_t W, int64_t k,   \
