@@ -102,7 +102,7 @@ PRESETS: dict[str, Preset] = {
             "probes": 2,
         },
         "the main job's model and data with its first recipe (ma_snn3_tiny, 20 epochs, Adam 1e-3, "
-        "no spatial shift, synthetic small set; the main job now trains 50 epochs at 2e-3 with "
+        "no spatial shift, synthetic small set; the main job now trains 70 epochs at 2e-3 with "
         "data.shift=2) for vanilla, TA "
         "(the time pairs), CA (the main job) and TCSA (the paper's headline), paper placement",
     ),

@@ -192,7 +192,7 @@ class LossCfg:
 class RunCfg:
     """Run control: budget, seed, precision, logging and checkpoints."""
 
-    epochs: int = 50  # the main job's (chosen on validation, docs/training.md)
+    epochs: int = 70  # the main job's (chosen on validation, docs/training.md)
     batch_size: int = 16
     eval_batch_size: int | None = None
     seed: int = 0
