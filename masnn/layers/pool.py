@@ -8,7 +8,9 @@ input, the LIF its own. :class:`AvgPool2d` is ``nn.AvgPool2d`` (same arguments, 
 ``isinstance`` still holds) whose backward, for tiling windows (kernel = stride, no padding,
 floor mode, no divisor override), needs only the input's shape: each output gradient divided
 by the window size is spread over its window, which is ``avg_pool2d_backward`` operation by
-operation (bit for bit). Other settings, tracing/export and no-grad calls use the plain op.
+operation (bit for bit). For tiling windows its forward (with or without a gradient) runs in
+the CPU kernel library where that is built, with ``avg_pool2d``'s arithmetic (bit for bit);
+other settings, non-contiguous inputs and tracing/export use the plain op.
 """
 
 from __future__ import annotations
