@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from masnn.neurons.backends import reference_forced
-from masnn.neurons.backends.auto import fused_backend
+from masnn.neurons.backends.auto import fused_for
 from masnn.neurons.backends.bn_lif import (
     avg_pool,
     bn_pool_grad_sums,
@@ -177,11 +176,8 @@ class _BNAvgPool(torch.autograd.Function):
 
 def _use_kernel(y: Tensor) -> bool:
     """Whether the fused BN + AvgPool runs its full-size passes in the CPU kernel library."""
-    if y.device.type != "cpu" or y.dtype not in (torch.float32, torch.float64):
-        return False
-    if reference_forced() or torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    return fused_backend("cpu") is not None
+    cpu = y.device.type == "cpu" and y.dtype in (torch.float32, torch.float64)
+    return cpu and fused_for(y) is not None  # where "auto" would run the CPU LIF kernel
 
 
 def fused_bn_avg_pool(y: Tensor, bn: nn.BatchNorm2d, pool: nn.Module) -> Tensor | None:

@@ -61,6 +61,15 @@ def _probe(device_type: str) -> Callable[..., tuple[Tensor, Tensor]] | None:
     return None
 
 
+def fused_for(x: Tensor) -> Callable[..., tuple[Tensor, Tensor]] | None:
+    """The fused backend ``"auto"`` runs for ``x`` here, or ``None``: never while tracing,
+    compiling or under :func:`~masnn.neurons.backends.reference_only`, nor where no fused
+    backend is usable for ``x``'s device."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or reference_forced():
+        return None
+    return fused_backend(x.device.type)
+
+
 def lif_auto(
     x_seq: Tensor,
     v0: Tensor | None,
@@ -69,17 +78,15 @@ def lif_auto(
     gate: MembraneGate = None,
 ) -> tuple[Tensor, Tensor]:
     """Dispatch one call (see the module docstring); same contract as the reference."""
-    fusable = not torch.compiler.is_compiling() and not torch.jit.is_tracing()
-    if fusable and not reference_forced():
-        impl = fused_backend(x_seq.device.type)
-        if impl is not None:
-            try:
-                return impl(x_seq, v0, params, surrogate, gate)
-            except NotSupportedByBackend as exc:
-                if gate is not None:
-                    _once(logging.INFO, f"membrane gate on the reference loop: {exc}")
-            except BuildError as exc:  # only the gated kernel builds here (the LIF one is probed)
-                _once(logging.WARNING, f"fused membrane kernel unavailable ({exc}); reference used")
+    impl = fused_for(x_seq)
+    if impl is not None:
+        try:
+            return impl(x_seq, v0, params, surrogate, gate)
+        except NotSupportedByBackend as exc:
+            if gate is not None:
+                _once(logging.INFO, f"membrane gate on the reference loop: {exc}")
+        except BuildError as exc:  # only the gated kernel builds here (the LIF one is probed)
+            _once(logging.WARNING, f"fused membrane kernel unavailable ({exc}); reference used")
     return lif_multistep(x_seq, v0, params, surrogate, gate)
 
 

@@ -21,6 +21,10 @@ Numerics: the batch statistics are summed in double per ``H x W`` plane by the k
 (:func:`batch_stats`; BN's own kernel accumulates in another order), so the current ``X``
 equals BN's output to float rounding, not bit for bit; spikes are identical away from
 threshold, gradients equal up to rounding and summation order.
+
+The same library's BatchNorm + AvgPool passes (:func:`bn_pool_stats`, :func:`bn_pool_grad_sums`,
+:func:`bn_pool_input_grad`) and tiling average pool (:func:`avg_pool`) are wrapped here too, for
+:mod:`masnn.layers.pool`.
 """
 
 from __future__ import annotations

@@ -337,12 +337,6 @@ void plane_stats(const S* y, double* mean, double* m2, int64_t P, int64_t hw, in
   for (int64_t pl = 0; pl < P; ++pl) mean_m2(y + pl * hw, hw, mean[pl], m2[pl]);
 }
 
-// BatchNorm (batch statistics) followed by a tiling k x k average pool, as one op (the fused
-// BN + AvgPool of masnn.layers.pool). Forward: per plane of H x W (H, W multiples of k), the
-// plane's mean and squared deviations in double (as plane_stats) and the window means of y,
-// from one read of the plane (it stays in cache): BN's affine map is applied later to the
-// pooled tensor, since pooling is linear. Window sums run row by row, left to right, then are
-// divided by k * k (avg_pool2d's order).
 // The k x k window means of one H x W plane into op ((H / k) x (W / k)): each window summed
 // row by row, left to right, then divided by k * k (avg_pool2d's order).
 template <typename S>
@@ -362,6 +356,11 @@ inline void pool_plane(const S* __restrict yp, S* __restrict op, int64_t H, int6
   }
 }
 
+// BatchNorm (batch statistics) followed by a tiling k x k average pool, as one op (the fused
+// BN + AvgPool of masnn.layers.pool). Forward: per plane of H x W (H, W multiples of k), the
+// plane's mean and squared deviations in double (as plane_stats) and the window means of y,
+// from one read of the plane (it stays in cache): BN's affine map is applied later to the
+// pooled tensor, since pooling is linear. Window means: pool_plane.
 template <typename S>
 void pool_plane_stats(const S* y, S* pooled, double* mean, double* m2, int64_t P, int64_t H,
                       int64_t W, int64_t k, int nthreads) {
@@ -390,27 +389,18 @@ void avg_pool(const S* y, S* pooled, int64_t P, int64_t H, int64_t W, int64_t k,
 template <typename S>
 void pool_grad_sums(const S* g, const S* y, const S* mean, double* part, int64_t P, int64_t C,
                     int64_t H, int64_t W, int64_t k, int nthreads) {
-  const int64_t hw = H * W, ho = H / k, wo = W / k;
-  const S div = S(k * k);
+  const int64_t hw = H * W, howo = (H / k) * (W / k);
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<S> acc(static_cast<size_t>(wo));
+    std::vector<S> pooled(static_cast<size_t>(howo));
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < P; ++pl) {
       const S mu = mean[pl % C];
-      const S* __restrict yp = y + pl * hw;
-      const S* __restrict gq = g + pl * ho * wo;
-      S* __restrict ac = acc.data();
+      const S* __restrict gq = g + pl * howo;
+      const S* __restrict pp = pooled.data();
+      pool_plane(y + pl * hw, pooled.data(), H, W, k);
       double s = 0.0;
-      for (int64_t i = 0; i < ho; ++i) {
-        for (int64_t j = 0; j < wo; ++j) ac[j] = S(0);
-        for (int64_t r = 0; r < k; ++r) {
-          const S* __restrict row = yp + (i * k + r) * W;
-          for (int64_t j = 0; j < wo; ++j)
-            for (int64_t c = 0; c < k; ++c) ac[j] += row[j * k + c];
-        }
-        for (int64_t j = 0; j < wo; ++j) s += double(gq[i * wo + j] * (ac[j] / div - mu));
-      }
+      for (int64_t q = 0; q < howo; ++q) s += double(gq[q] * (pp[q] - mu));
       part[pl] = s;
     }
   }

@@ -28,7 +28,7 @@ def _holders(t: Tensor) -> tuple[int, int, int]:
 
 class _HoldersProbe(torch.autograd.Function):
     """A saved tensor nothing else holds, unpacked in backward: ``_holders`` as measured there
-    (through :func:`consumable`: the call depth of a real backward's check)."""
+    (through :func:`_probed`: the call depth of :func:`consumable`'s)."""
 
     seen: tuple[int, int, int] | None = None
 
@@ -40,8 +40,13 @@ class _HoldersProbe(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> Tensor:
         (t,) = ctx.saved_tensors
-        consumable(t, probing=True)
+        _HoldersProbe.seen = _probed(t)
         return g.expand(t.shape)
+
+
+def _probed(t: Tensor) -> tuple[int, int, int]:
+    """:func:`_holders` one call deep, as :func:`consumable` calls it."""
+    return _holders(t)
 
 
 def _measure() -> tuple[int, int, int]:
@@ -52,15 +57,12 @@ def _measure() -> tuple[int, int, int]:
     return _HoldersProbe.seen
 
 
-def consumable(t: Tensor, probing: bool = False) -> bool:
+def consumable(t: Tensor) -> bool:
     """Whether a backward may overwrite its saved ``t``: the graph is not retained (no second
     backward will read ``t``) and nothing else holds ``t`` (no Python reference, no other
     autograd node, no view of its storage), compared with a probe's counts in the same
     position (:class:`_HoldersProbe`). Anything unexpected answers ``False``."""
     counts = _holders(t)
-    if probing:
-        _HoldersProbe.seen = counts
-        return False
     if torch._C._autograd._get_current_graph_task_keep_graph():
         return False
     return all(c <= b for c, b in zip(counts, _BASELINE))
